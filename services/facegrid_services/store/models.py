@@ -1,0 +1,194 @@
+"""SQL schema of facegrid (SQLite by default, PostgreSQL at scale).
+
+Every instant is stored as an aware UTC datetime (:class:`UTCDateTime`).
+Changing this file means adding an Alembic revision in ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes on every backend (SQLite has no time zones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: store aware UTC instants only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Person(Base):
+    __tablename__ = "people"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    embeddings: Mapped[list[Embedding]] = relationship(
+        back_populates="person", cascade="all, delete-orphan", passive_deletes=True)
+
+
+class Embedding(Base):
+    """One enrolled face of a person, from one model.  Never a picture."""
+
+    __tablename__ = "embeddings"
+    __table_args__ = (UniqueConstraint("person_id", "model", "image_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"),
+                                           index=True)
+    model: Mapped[str] = mapped_column(String(64), index=True)
+    #: 512 little-endian float32, L2-normalised (the wire's embedding bytes).
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    #: SHA-256 of the source image file: re-enrolling the same photo is a no-op.
+    image_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    person: Mapped[Person] = relationship(back_populates="embeddings")
+
+
+class Node(Base):
+    """A camera node as the server knows it (registration + last heartbeat)."""
+
+    __tablename__ = "nodes"
+
+    node_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    model: Mapped[str] = mapped_column(String(64), default="")
+    version: Mapped[str] = mapped_column(String(32), default="")
+    camera: Mapped[str] = mapped_column(String(256), default="")
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    state_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    fps: Mapped[float] = mapped_column(Float, default=0.0)
+    drift_offset_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    lamport: Mapped[int] = mapped_column(BigInteger, default=0)
+    camera_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    events_sent: Mapped[int] = mapped_column(BigInteger, default=0)
+    events_dropped: Mapped[int] = mapped_column(BigInteger, default=0)
+    backlog: Mapped[int] = mapped_column(BigInteger, default=0)
+    token_jti: Mapped[str | None] = mapped_column(String(64))
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RevokedToken(Base):
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node_id: Mapped[str | None] = mapped_column(String(63), index=True)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(String(200), default="")
+
+
+class Sighting(Base):
+    """One event, classified.  Every time field of the event is kept for audit."""
+
+    __tablename__ = "sightings"
+    __table_args__ = (
+        Index("ix_sightings_person_time", "person_id", "corrected_utc"),
+        Index("ix_sightings_node_time", "node_id", "corrected_utc"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                     primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    stream_id: Mapped[str] = mapped_column(String(40), default="")
+    node_id: Mapped[str] = mapped_column(String(63))
+    person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("people.id", ondelete="CASCADE"), nullable=True)
+    recognised: Mapped[bool] = mapped_column(Boolean)
+    score: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    model: Mapped[str] = mapped_column(String(64))
+    lamport: Mapped[int] = mapped_column(BigInteger)
+    utc_timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    local_time: Mapped[str] = mapped_column(String(40))
+    timezone: Mapped[str] = mapped_column(String(64))
+    timezone_offset: Mapped[str] = mapped_column(String(6))
+    drift_offset_ms: Mapped[float] = mapped_column(Float)
+    corrected_utc: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    track_id: Mapped[int] = mapped_column(BigInteger)
+    box: Mapped[list] = mapped_column(JSON)
+    det_confidence: Mapped[float] = mapped_column(Float)
+    quality: Mapped[dict] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Attendance(Base):
+    """Per person per site-local day: first and last sighting (by corrected_utc)."""
+
+    __tablename__ = "attendance"
+    __table_args__ = (UniqueConstraint("person_id", "day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date, index=True)
+    check_in: Mapped[datetime] = mapped_column(UTCDateTime)
+    check_in_lamport: Mapped[int] = mapped_column(BigInteger)
+    check_in_node: Mapped[str] = mapped_column(String(63))
+    check_out: Mapped[datetime] = mapped_column(UTCDateTime)
+    check_out_lamport: Mapped[int] = mapped_column(BigInteger)
+    check_out_node: Mapped[str] = mapped_column(String(63))
+    #: Sightings merged into this row (repeats within the cooldown count once).
+    sightings: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    #: Deduplication key: one alert per kind and window bucket.
+    dedup_key: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    count: Mapped[int] = mapped_column(Integer)
+    nodes: Mapped[list] = mapped_column(JSON)
+    message: Mapped[str] = mapped_column(Text, default="")
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200))

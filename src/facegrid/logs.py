@@ -1,0 +1,16 @@
+"""Logging set-up shared by every entry point (logic modules only getLogger)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def configure(level: str | None = None) -> None:
+    """Configure root logging once, to stderr; level from arg or FACEGRID_LOG_LEVEL."""
+    name = (level or os.environ.get("FACEGRID_LOG_LEVEL") or "INFO").upper()
+    logging.basicConfig(level=getattr(logging, name, logging.INFO), format=_FORMAT,
+                        stream=sys.stderr, force=True)
