@@ -1,4 +1,4 @@
-"""The node ↔ server HTTP contract (registration and heartbeats), in one module.
+"""The HTTP contract between nodes, operator and server, in one module.
 
 Both sides import these models: the node builds requests and reads replies,
 the server validates requests and builds replies.  All times are UTC; the node
@@ -58,3 +58,40 @@ def heartbeat_path(node_id: str) -> str:
 
 
 REGISTER_PATH = f"{API_PREFIX}/nodes/register"
+
+
+# --- management API used by the operator (admin token) ----------------------
+
+class RevokeRequest(BaseModel):
+    """Revoke a node token at once (the operator calls this when a CameraNode is deleted)."""
+
+    model_config = ConfigDict(extra="forbid")
+    jti: str = Field(min_length=1, max_length=64)
+    node_id: str | None = Field(default=None, max_length=63)
+    expires_at: datetime | None = Field(default=None, description="Token expiry (UTC)")
+    reason: str = Field(default="", max_length=200)
+
+
+class NodeStatus(BaseModel):
+    """What the server knows of a node; the operator copies it into CameraNode status."""
+
+    node_id: str
+    status: str = Field(description="online, idle or offline (no heartbeat recently)")
+    state: NodeState
+    state_seconds: float
+    last_heartbeat_at: datetime | None
+    heartbeat_age_s: float | None
+    registered_at: datetime
+    drift_offset_ms: float
+    fps: float
+    lamport: int
+    camera_up: bool
+    model: str
+    timezone: str
+
+
+REVOKE_PATH = f"{API_PREFIX}/tokens/revoke"
+
+
+def node_path(node_id: str) -> str:
+    return f"{API_PREFIX}/nodes/{node_id}"
