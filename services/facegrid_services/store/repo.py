@@ -1,0 +1,168 @@
+"""Store functions of the classify worker: gallery/revocation reads and the batch write path.
+
+Every write here runs inside the caller's transaction (one per batch) and is
+idempotent: sightings are inserted with ``ON CONFLICT (event_id) DO NOTHING``
+and only the rows actually inserted feed attendance and alerts, so a
+redelivered event changes nothing.  Attendance rows are merged with a single
+``INSERT … ON CONFLICT (person_id, day) DO UPDATE`` whose min/max rules make
+concurrent replicas commute.  The same SQL runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, Date, bindparam, false, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from facegrid_services.attendance import (
+    AttendanceUpdate,
+    alert_key,
+    is_intrusion,
+)
+from facegrid_services.store import db
+from facegrid_services.store.models import Alert, Embedding, RevokedToken, Sighting, UTCDateTime
+
+log = logging.getLogger(__name__)
+_MIGRATION_LOCK_ID = 0x66616365  # "face": serialises replicas migrating one PostgreSQL
+
+
+def migrate_locked(url: str) -> None:
+    """Alembic upgrade to head; on PostgreSQL under an advisory lock (replicas start together)."""
+    if not url.startswith("postgresql"):
+        db.migrate(url)
+        return
+    engine = db.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_ID})
+            try:
+                db.migrate(url)
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_ID})
+                conn.commit()
+    finally:
+        engine.dispose()
+
+
+def gallery_rows(session: Session, model: str) -> list[tuple[int, bytes]]:
+    """``(person_id, vector)`` of every enrolled embedding of ``model``."""
+    q = select(Embedding.person_id, Embedding.vector).where(Embedding.model == model)
+    return [(r[0], r[1]) for r in session.execute(q.order_by(Embedding.id))]
+
+
+def revoked_jtis(session: Session) -> list[str]:
+    return list(session.scalars(select(RevokedToken.jti)))
+
+
+def _insert(conn: Connection):
+    name = conn.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(Sighting.__table__)
+    if name == "sqlite":
+        return sqlite.insert(Sighting.__table__)
+    raise RuntimeError(f"unsupported database dialect {name!r}")
+
+
+def insert_sightings(conn: Connection, rows: Sequence[dict]) -> set[str]:
+    """Insert sightings, skipping event ids already stored; returns the ids inserted."""
+    if not rows:
+        return set()
+    stmt = (_insert(conn).on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(Sighting.__table__.c.event_id))
+    return set(conn.execute(stmt, list(rows)).scalars())
+
+
+_EARLIER = ("(excluded.check_in < attendance.check_in OR (excluded.check_in = attendance.check_in"
+            " AND excluded.check_in_lamport < attendance.check_in_lamport))")
+_LATER = ("(excluded.check_out > attendance.check_out OR (excluded.check_out = attendance.check_out"
+          " AND excluded.check_out_lamport > attendance.check_out_lamport))")
+
+
+def _pick(cond: str, col: str) -> str:
+    return f"{col} = CASE WHEN {cond} THEN excluded.{col} ELSE attendance.{col} END"
+
+
+_UPSERT_ATTENDANCE = text(
+    "INSERT INTO attendance (person_id, day, check_in, check_in_lamport, check_in_node,"
+    " check_out, check_out_lamport, check_out_node, sightings)"
+    " VALUES (:person_id, :day, :check_in, :check_in_lamport, :check_in_node,"
+    " :check_out, :check_out_lamport, :check_out_node, :visits)"
+    " ON CONFLICT (person_id, day) DO UPDATE SET "
+    + ", ".join([_pick(_EARLIER, c) for c in ("check_in", "check_in_lamport", "check_in_node")]
+                + [_pick(_LATER, c) for c in ("check_out", "check_out_lamport", "check_out_node")])
+    + ", sightings = attendance.sightings + excluded.sightings - CASE WHEN"
+    " attendance.check_out >= :merge_after AND attendance.check_in <= :merge_before"
+    " THEN 1 ELSE 0 END"
+).bindparams(
+    bindparam("day", type_=Date()),
+    bindparam("check_in", type_=UTCDateTime()),
+    bindparam("check_out", type_=UTCDateTime()),
+    bindparam("merge_after", type_=UTCDateTime()),
+    bindparam("merge_before", type_=UTCDateTime()),
+)
+
+
+def upsert_attendance(conn: Connection, updates: Iterable[AttendanceUpdate]) -> int:
+    params = [{
+        "person_id": u.person_id, "day": u.day,
+        "check_in": u.check_in, "check_in_lamport": u.check_in_lamport,
+        "check_in_node": u.check_in_node,
+        "check_out": u.check_out, "check_out_lamport": u.check_out_lamport,
+        "check_out_node": u.check_out_node,
+        "visits": u.visits, "merge_after": u.merge_after, "merge_before": u.merge_before,
+    } for u in updates]
+    if params:
+        conn.execute(_UPSERT_ATTENDANCE, params)
+    return len(params)
+
+
+def raise_intruder_alerts(conn: Connection, unknowns: Iterable[tuple[datetime, str]], *,
+                          count: int, window_s: float,
+                          known_keys: set[str] | None = None) -> tuple[list[str], int]:
+    """Check each new unknown sighting ``(time, node)``; insert deduplicated alerts.
+
+    Looks at the ``count`` latest unknown sightings up to each new one (this
+    batch's rows are already inserted in the same transaction, other replicas'
+    are committed); an alert is due when they all lie within ``window_s``.
+    Buckets in ``known_keys`` already have an alert and are skipped.  Returns
+    the dedup keys that now have an alert (add them to the cache after commit)
+    and how many alerts this call inserted.
+    """
+    t_col, n_col = Sighting.__table__.c.corrected_utc, Sighting.__table__.c.node_id
+    known = set(known_keys or ())
+    found: list[str] = []
+    raised = 0
+    window = timedelta(seconds=window_s)
+    for t, _node in sorted(unknowns):
+        key = alert_key(t, window_s)
+        if key in known:
+            continue
+        recent = conn.execute(
+            select(t_col, n_col)
+            .where(Sighting.__table__.c.recognised == false(), t_col > t - window, t_col <= t)
+            .order_by(t_col.desc()).limit(count)).all()
+        times = [r[0] for r in recent]
+        if not is_intrusion(times, t, count, window_s):
+            continue
+        nodes = sorted({r[1] for r in recent})
+        stmt = (_alert_insert(conn).values(
+            kind="intruder", dedup_key=key, created_at=datetime.now(UTC),
+            window_start=times[-1], window_end=t, count=len(times), nodes=nodes,
+            message=f"{len(times)} unknown faces within {window_s:g} s on {', '.join(nodes)}")
+            .on_conflict_do_nothing(index_elements=["dedup_key"]))
+        if conn.execute(stmt).rowcount:
+            raised += 1
+            log.warning("intruder alert %s: %d unknown sightings on %s", key, len(times), nodes)
+        known.add(key)
+        found.append(key)
+    return found, raised
+
+
+def _alert_insert(conn: Connection):
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(Alert.__table__)
+    return sqlite.insert(Alert.__table__)

@@ -1,0 +1,1 @@
+"""The classify worker (``facegrid worker``): Redis stream → checks → gallery match → store."""

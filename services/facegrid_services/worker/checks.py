@@ -1,0 +1,46 @@
+"""Checks on each stream entry: wire format, node token, embedding, model id.
+
+:meth:`EntryChecker.check` returns the decoded :class:`facegrid.wire.Event` or
+raises :class:`Rejected` with a bounded ``reason`` (a wire :class:`~facegrid.wire.Reason`,
+``token_<TokenReason>`` or ``model_mismatch``) that the worker puts on the
+dead-letter entry and the ``facegrid_worker_dead_lettered_total`` label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from facegrid import wire
+from facegrid.tokens import TokenError, TokenVerifier
+
+MODEL_MISMATCH = "model_mismatch"
+#: A valid entry the store refused twice even after a gallery reload.
+STORE_REJECTED = "store_rejected"
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class EntryChecker:
+    def __init__(self, verifier: TokenVerifier, model: str) -> None:
+        self.verifier = verifier
+        self.model = model
+
+    def check(self, fields: Mapping[Any, Any]) -> wire.Event:
+        try:
+            event = wire.decode(fields)
+        except wire.WireError as e:
+            raise Rejected(e.reason.value, e.detail) from None
+        try:
+            self.verifier.verify(event.token, node_id=event.payload.node_id)
+        except TokenError as e:
+            raise Rejected(f"token_{e.reason.value}", e.detail) from None
+        if event.payload.model != self.model:
+            raise Rejected(MODEL_MISMATCH, f"event model {event.payload.model!r} is not the "
+                                           f"gallery's {self.model!r}")
+        return event

@@ -1,0 +1,82 @@
+"""WorkerSettings: the one configuration object of ``facegrid worker`` (env prefix FACEGRID_)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from facegrid import tokens
+
+
+def default_consumer() -> str:
+    """Stable per pod (HOSTNAME, pid 1 in a container), unique per process elsewhere."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACEGRID_", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = "sqlite:///./facegrid.db"
+    public_key_file: Path = Path(tokens.PUBLIC_KEY_FILE)
+    token_audience: str = tokens.DEFAULT_AUDIENCE
+    #: Seconds of clock skew allowed on token exp/nbf.
+    token_leeway_s: float = Field(default=30.0, ge=0)
+    site_timezone: str = "UTC"
+    metrics_port: int = Field(default=9101, ge=0, le=65535)
+    #: Run Alembic migrations at start (several replicas may do so at once).
+    migrate: bool = True
+
+    #: Consumer name in the group; must be unique per live worker.
+    consumer: str = Field(default_factory=default_consumer, min_length=1, max_length=200)
+    batch_size: int = Field(default=256, ge=1, le=10_000)
+    block_ms: int = Field(default=1000, ge=1, le=60_000)
+    #: Pending entries idle this long belong to a dead worker and are reclaimed.
+    claim_idle_ms: int = Field(default=30_000, ge=100)
+    reclaim_interval_s: float = Field(default=5.0, gt=0)
+    #: How often the stream backlog/pending gauges are refreshed.
+    stats_interval_s: float = Field(default=5.0, gt=0)
+    #: Full reload of the revocation list (pub/sub messages can be missed).
+    revocation_refresh_s: float = Field(default=60.0, gt=0)
+    max_backoff_s: float = Field(default=5.0, gt=0)
+
+    #: Embedding model id of the gallery; events from another model are refused.
+    model: str = "facenet-casia-webface"
+    #: Cosine similarity a match needs.
+    threshold: float = Field(default=0.5, ge=-1.0, le=1.0)
+    #: Neighbours in the weighted k-NN vote.
+    knn_k: int = Field(default=3, ge=1, le=64)
+    #: False-accept rate among different-person gallery pairs for the suggested threshold.
+    target_far: float = Field(default=0.001, gt=0, lt=1)
+
+    #: Sightings of one person closer than this merge into one visit.
+    cooldown_s: float = Field(default=300.0, ge=0)
+    #: A corrected_utc further than this in the future (vs the worker clock) is suspect.
+    clock_tolerance_s: float = Field(default=300.0, gt=0)
+    #: Intruder alert: this many unknown sightings ...
+    intruder_count: int = Field(default=5, ge=1)
+    #: ... within this many seconds, across all nodes.
+    intruder_window_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("site_timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {v!r}") from None
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        import re
+
+        if not re.match(r"^[a-z0-9][a-z0-9._-]{0,63}$", v):
+            raise ValueError(f"{v!r} is not a model id")
+        return v
