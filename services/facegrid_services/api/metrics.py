@@ -1,0 +1,49 @@
+"""Prometheus metrics of the API server (prefix facegrid_server_; bounded labels only)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter(
+    "facegrid_server_http_requests_total",
+    "HTTP requests by method, route template and status class.",
+    ["method", "route", "status"],
+)
+LATENCY = Histogram(
+    "facegrid_server_http_request_seconds",
+    "HTTP request latency by route template.",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+TOKENS_REFUSED = Counter(
+    "facegrid_server_tokens_refused_total",
+    "Node tokens refused on node routes, by reason.",
+    ["reason"],
+)
+ADMIN_REFUSED = Counter(
+    "facegrid_server_admin_refused_total",
+    "Management requests refused, by reason (missing, invalid).",
+    ["reason"],
+)
+HEARTBEATS = Counter(
+    "facegrid_server_heartbeats_total", "Heartbeats accepted from nodes.")
+REGISTRATIONS = Counter(
+    "facegrid_server_registrations_total", "Node registrations accepted.")
+GALLERY_CHANGES = Counter(
+    "facegrid_server_gallery_changes_total",
+    "Gallery changes announced to workers, by change.",
+    ["change"],
+)
+GALLERY_NOTIFY_FAILED = Counter(
+    "facegrid_server_gallery_notify_failures_total",
+    "Gallery changes that could not be published to Redis.")
+REVOCATIONS = Counter(
+    "facegrid_server_revocations_total", "Tokens revoked through the API.")
+REVOKED_KNOWN = Gauge(
+    "facegrid_server_revoked_tokens", "Revoked token ids known to this server.")
+DEAD_LETTERS_REPLAYED = Counter(
+    "facegrid_server_dead_letters_replayed_total", "Dead letters put back on the events stream.")
+RETENTION_DELETED = Counter(
+    "facegrid_server_retention_deleted_total", "Sightings deleted by the retention job.")
+RETENTION_RUNS = Counter(
+    "facegrid_server_retention_runs_total", "Retention job runs, by outcome.", ["outcome"])

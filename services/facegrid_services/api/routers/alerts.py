@@ -1,0 +1,63 @@
+"""Alerts (list, acknowledge) and threshold statistics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Body, HTTPException, Path, Query, status
+
+from facegrid_services.store import queries
+from facegrid_services.store.models import Alert
+
+from .. import thresholds
+from ..deps import Admin, Ctx, DbSession
+from ..schemas import AcknowledgeIn, AlertOut, Page, ThresholdPoint, ThresholdStats
+from .common import Limit, Offset
+
+router = APIRouter(prefix="/api/v1", tags=["alerts"], dependencies=[Admin])
+
+
+def _out(a: Alert) -> AlertOut:
+    return AlertOut(id=a.id, kind=a.kind, created_at=a.created_at,
+                    window_start=a.window_start, window_end=a.window_end, count=a.count,
+                    nodes=[str(n) for n in (a.nodes or [])], message=a.message,
+                    acknowledged_at=a.acknowledged_at, acknowledged_by=a.acknowledged_by)
+
+
+@router.get("/alerts", response_model=Page[AlertOut])
+def list_alerts(
+    session: DbSession,
+    acknowledged: bool | None = None,
+    kind: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Page[AlertOut]:
+    page = queries.list_alerts(session, acknowledged=acknowledged, kind=kind, limit=limit,
+                               offset=offset)
+    return Page[AlertOut](items=[_out(a) for a in page.items], total=page.total, limit=limit,
+                          offset=offset)
+
+
+@router.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut,
+             summary="Acknowledge an alert (idempotent: the first acknowledgement is kept)")
+def acknowledge(alert_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: DbSession,
+                body: Annotated[AcknowledgeIn | None, Body()] = None) -> AlertOut:
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"alert {alert_id} does not exist")
+    if alert.acknowledged_at is None:
+        alert.acknowledged_at = datetime.now(UTC)
+        alert.acknowledged_by = (body or AcknowledgeIn()).by
+        session.commit()
+    return _out(alert)
+
+
+@router.get("/stats/thresholds", response_model=ThresholdStats,
+            summary="Events each candidate threshold would accept, and a suggested threshold")
+def threshold_stats(ctx: Ctx) -> ThresholdStats:
+    grid = thresholds.read_grid(ctx.redis)
+    suggestion, reason = thresholds.suggest(grid)
+    return ThresholdStats(grid=[ThresholdPoint(threshold=t, accepted=n) for t, n in grid],
+                          events=grid[0][1] if grid else 0, suggested_threshold=suggestion,
+                          reason=reason)

@@ -1,0 +1,78 @@
+"""Nodes: registration and heartbeat (node JWT), fleet list and one node (admin)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, HTTPException, status
+
+from facegrid.contract import Heartbeat, HeartbeatReply, NodeStatus, Registration
+from facegrid_services.store import queries
+
+from .. import fleet, metrics
+from ..deps import (
+    Admin,
+    Ctx,
+    DbSession,
+    NodeClaims,
+    NodeCredentials,
+    NodeIdPath,
+    verify_node_token,
+)
+from ..schemas import NodeInfo
+from ..timezones import validate_timezone
+
+router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"])
+
+
+@router.post("/register", response_model=HeartbeatReply,
+             summary="A node's first health check (its JWT as Bearer)")
+def register(body: Registration, ctx: Ctx, session: DbSession,
+             credentials: NodeCredentials) -> HeartbeatReply:
+    claims = verify_node_token(ctx, credentials, body.node_id)
+    try:
+        validate_timezone(body.timezone)
+    except ValueError as e:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
+    now = ctx.clock()
+    fleet.register(session, body, claims, datetime.fromtimestamp(now, UTC))
+    metrics.REGISTRATIONS.inc()
+    return fleet.heartbeat_reply(now, fleet.lamport_max(ctx.redis),
+                                 ctx.settings.heartbeat_interval)
+
+
+@router.post("/{node_id}/heartbeat", response_model=HeartbeatReply,
+             summary="Heartbeat: state, fps, drift; the reply carries server time and Lamport max",
+             responses={404: {"description": "the node has not registered"}})
+def heartbeat(node_id: NodeIdPath, body: Heartbeat, claims: NodeClaims, ctx: Ctx,
+              session: DbSession) -> HeartbeatReply:
+    received = ctx.clock()
+    try:
+        fleet.record_heartbeat(session, node_id, body, datetime.fromtimestamp(received, UTC))
+    except fleet.NodeNotRegistered:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"node {node_id!r} is not registered: POST "
+                            "/api/v1/nodes/register first") from None
+    metrics.HEARTBEATS.inc()
+    lamport = fleet.lamport_max(ctx.redis, floor=body.lamport)
+    # Sample the clock as late as possible: the node's drift estimate uses it.
+    return fleet.heartbeat_reply(ctx.clock(), lamport, ctx.settings.heartbeat_interval)
+
+
+@router.get("", response_model=list[NodeInfo], dependencies=[Admin],
+            summary="The camera fleet: online/idle/offline, heartbeat age, drift, fps")
+def list_nodes(ctx: Ctx, session: DbSession) -> list[NodeInfo]:
+    now = datetime.fromtimestamp(ctx.clock(), UTC)
+    return [fleet.node_info(n, now, ctx.settings.offline_after_s)
+            for n in queries.list_nodes(session)]
+
+
+@router.get("/{node_id}", response_model=NodeStatus, dependencies=[Admin],
+            summary="One node's status (the operator copies it into the CameraNode status)")
+def get_node(node_id: NodeIdPath, ctx: Ctx, session: DbSession) -> NodeInfo:
+    node = queries.get_node(session, node_id)
+    if node is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"node {node_id!r} is not known")
+    return fleet.node_info(node, datetime.fromtimestamp(ctx.clock(), UTC),
+                           ctx.settings.offline_after_s)
+

@@ -1,0 +1,130 @@
+"""People and their enrolled embeddings; erasure (GDPR)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+
+from facegrid_services.store import queries
+from facegrid_services.store.models import Person
+
+from .. import gallery
+from ..deps import Admin, Ctx, DbSession
+from ..schemas import (
+    EmbeddingIn,
+    EmbeddingOut,
+    ErasedOut,
+    ModelId,
+    Page,
+    PersonCreate,
+    PersonOut,
+    PersonUpdate,
+)
+from .common import Limit, Offset, PersonId
+
+router = APIRouter(prefix="/api/v1/people", tags=["people"], dependencies=[Admin])
+
+
+def _get(session, person_id: int) -> Person:
+    person = session.get(Person, person_id)
+    if person is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"person {person_id} does not exist")
+    return person
+
+
+def _out(session, person: Person) -> PersonOut:
+    return gallery.person_out(person, queries.embedding_counts(session, [person.id])[person.id])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=PersonOut,
+             responses={409: {"description": "name or external_id already taken"}})
+def create_person(body: PersonCreate, session: DbSession) -> PersonOut:
+    try:
+        person = gallery.create_person(session, body)
+    except gallery.Conflict as e:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
+    return _out(session, person)
+
+
+@router.get("", response_model=Page[PersonOut])
+def list_people(
+    session: DbSession, limit: Limit = 100, offset: Offset = 0,
+    name: Annotated[str | None, Query(max_length=200, description="Exact name")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Name contains")] = None,
+) -> Page[PersonOut]:
+    page = queries.list_people(session, name=name, search=q, limit=limit, offset=offset)
+    counts = queries.embedding_counts(session, [p.id for p in page.items])
+    return Page[PersonOut](items=[gallery.person_out(p, counts[p.id]) for p in page.items],
+                           total=page.total, limit=limit, offset=offset)
+
+
+@router.get("/{person_id}", response_model=PersonOut)
+def get_person(person_id: PersonId, session: DbSession) -> PersonOut:
+    return _out(session, _get(session, person_id))
+
+
+@router.patch("/{person_id}", response_model=PersonOut,
+              responses={409: {"description": "name or external_id already taken"}})
+def update_person(person_id: PersonId, body: PersonUpdate, session: DbSession,
+                  ctx: Ctx) -> PersonOut:
+    person = _get(session, person_id)
+    try:
+        gallery.update_person(session, person, body)
+    except gallery.Conflict as e:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
+    gallery.announce(ctx.redis, "updated", person.id)
+    return _out(session, person)
+
+
+@router.delete("/{person_id}", response_model=ErasedOut,
+               summary="Erase a person completely: embeddings, sightings, attendance")
+def erase_person(person_id: PersonId, session: DbSession, ctx: Ctx) -> ErasedOut:
+    person = _get(session, person_id)
+    counts = gallery.erase_person(session, person)
+    notified = gallery.announce(ctx.redis, "erased", person_id)
+    return gallery.erased_out(person_id, counts, notified)
+
+
+@router.get("/{person_id}/embeddings", response_model=list[EmbeddingOut],
+            summary="Enrolled embeddings (metadata only, never the vectors)")
+def list_embeddings(person_id: PersonId, session: DbSession,
+                    model: Annotated[ModelId | None, Query()] = None) -> list[EmbeddingOut]:
+    _get(session, person_id)
+    return [EmbeddingOut(id=e.id, person_id=e.person_id, model=e.model,
+                         image_hash=e.image_hash, created_at=e.created_at, created=False)
+            for e in queries.list_embeddings(session, person_id, model)]
+
+
+@router.post("/{person_id}/embeddings", response_model=EmbeddingOut,
+             status_code=status.HTTP_201_CREATED,
+             responses={200: {"model": EmbeddingOut,
+                              "description": "this image was already enrolled"}},
+             summary="Enroll one face embedding (deduplicated by person, model, image_hash)")
+def add_embedding(person_id: PersonId, body: EmbeddingIn, session: DbSession, ctx: Ctx,
+                  response: Response) -> EmbeddingOut:
+    person = _get(session, person_id)
+    try:
+        row, created = gallery.add_embedding(session, person, body)
+    except gallery.InvalidEmbedding as e:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"invalid embedding: {e}") from None
+    if created:
+        gallery.announce(ctx.redis, "enrolled", person.id)
+    else:
+        response.status_code = status.HTTP_200_OK
+    return EmbeddingOut(id=row.id, person_id=row.person_id, model=row.model,
+                        image_hash=row.image_hash, created_at=row.created_at, created=created)
+
+
+@router.delete("/{person_id}/embeddings/{embedding_id}",
+               status_code=status.HTTP_204_NO_CONTENT)
+def delete_embedding(person_id: PersonId,
+                     embedding_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+                     session: DbSession, ctx: Ctx) -> Response:
+    person = _get(session, person_id)
+    if not gallery.delete_embedding(session, person, embedding_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"person {person_id} has no embedding {embedding_id}")
+    gallery.announce(ctx.redis, "embedding_deleted", person_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

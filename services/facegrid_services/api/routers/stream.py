@@ -1,0 +1,67 @@
+"""The event stream's backlog and the dead-letter queue (view, replay, delete)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+
+from .. import metrics, streams
+from ..deps import Admin, Ctx
+from ..schemas import DeadLetterOut, ReplayOut, StreamInfo
+
+router = APIRouter(prefix="/api/v1", tags=["stream"], dependencies=[Admin])
+
+EntryId = Annotated[str, Path(pattern=streams.STREAM_ID_RE.pattern, max_length=41,
+                              description="Redis stream entry id, e.g. 1732486490123-0")]
+
+
+@router.get("/stream", response_model=StreamInfo,
+            summary="Backlog of the events stream: length, pending, lag per group")
+def stream_info(ctx: Ctx) -> StreamInfo:
+    return streams.stream_info(ctx.redis)
+
+
+@router.get("/dead-letters", response_model=list[DeadLetterOut],
+            summary="Dead letters, newest first (no token or embedding is shown)")
+def dead_letters(
+    ctx: Ctx,
+    count: Annotated[int, Query(ge=1, le=1000)] = 50,
+    before: Annotated[str | None, Query(pattern=streams.STREAM_ID_RE.pattern,
+                                        max_length=41)] = None,
+) -> list[DeadLetterOut]:
+    return streams.list_dead_letters(ctx.redis, count=count, before=before)
+
+
+@router.get("/dead-letters/{entry_id}", response_model=DeadLetterOut)
+def dead_letter(entry_id: EntryId, ctx: Ctx) -> DeadLetterOut:
+    try:
+        return streams.get_dead_letter(ctx.redis, entry_id)
+    except streams.DeadLetterNotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"no dead letter {entry_id}") from None
+
+
+@router.post("/dead-letters/{entry_id}/replay", response_model=ReplayOut,
+             summary="Put a dead letter's original event back on the stream, after a fix")
+def replay(entry_id: EntryId, ctx: Ctx) -> ReplayOut:
+    try:
+        new_id = streams.replay_dead_letter(ctx.redis, entry_id)
+    except streams.DeadLetterNotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"no dead letter {entry_id}") from None
+    except ValueError as e:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
+    metrics.DEAD_LETTERS_REPLAYED.inc()
+    return ReplayOut(dead_letter_id=entry_id, new_id=new_id, action="replayed")
+
+
+@router.delete("/dead-letters/{entry_id}", response_model=ReplayOut,
+               summary="Discard a dead letter")
+def discard(entry_id: EntryId, ctx: Ctx) -> ReplayOut:
+    try:
+        streams.delete_dead_letter(ctx.redis, entry_id)
+    except streams.DeadLetterNotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"no dead letter {entry_id}") from None
+    return ReplayOut(dead_letter_id=entry_id, new_id=None, action="deleted")

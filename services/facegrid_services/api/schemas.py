@@ -1,0 +1,217 @@
+"""Request and response bodies of REST v1 (the node contract lives in facegrid.contract)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated, Generic, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from facegrid.contract import NodeStatus
+
+T = TypeVar("T")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printable(v: str) -> str:
+    v = v.strip()
+    if not v:
+        raise ValueError("must not be empty or blank")
+    if _CONTROL.search(v):
+        raise ValueError("must not contain control characters")
+    return v
+
+
+PrintableName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)]
+ModelId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$",
+                               description="Embedding model id, e.g. facenet-casia-webface")]
+ImageHash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$",
+                                 description="SHA-256 (hex) of the source image file")]
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+# --- nodes --------------------------------------------------------------------
+
+class NodeInfo(NodeStatus):
+    """NodeStatus plus what the fleet view shows."""
+
+    version: str
+    camera: str
+    events_sent: int
+    events_dropped: int
+    backlog: int
+
+
+# --- people and embeddings -------------------------------------------------------
+
+class PersonCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: PrintableName
+    external_id: Annotated[str, Field(max_length=200), AfterValidator(_printable)] | None = None
+
+
+class PersonUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: PrintableName | None = None
+    external_id: Annotated[str, Field(max_length=200), AfterValidator(_printable)] | None = None
+
+
+class PersonOut(BaseModel):
+    id: int
+    name: str
+    external_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    embeddings: dict[str, int] = Field(description="Number of enrolled embeddings per model")
+
+
+class EmbeddingIn(BaseModel):
+    """One enrolled face: the 512-d L2-normalised embedding, never a picture."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: ModelId
+    image_hash: ImageHash
+    embedding: str | list[float] = Field(
+        description="base64 of 512 little-endian float32, or a list of 512 numbers; "
+                    "L2-normalised")
+
+
+class EmbeddingOut(BaseModel):
+    id: int
+    person_id: int
+    model: str
+    image_hash: str
+    created_at: datetime
+    created: bool = Field(description="False when this image was already enrolled")
+
+
+class ErasedOut(BaseModel):
+    person_id: int
+    embeddings: int
+    sightings: int
+    attendance: int
+    workers_notified: bool
+
+
+# --- sightings and attendance -------------------------------------------------------
+
+class SightingOut(BaseModel):
+    id: int
+    event_id: str
+    node_id: str
+    person_id: int | None
+    person_name: str | None
+    recognised: bool
+    score: float
+    threshold: float
+    model: str
+    lamport: int
+    corrected_utc: datetime
+    utc_timestamp: datetime
+    local_time: str
+    timezone: str
+    timezone_offset: str
+    drift_offset_ms: float
+    track_id: int
+    det_confidence: float
+    received_at: datetime
+
+
+class AttendanceOut(BaseModel):
+    person_id: int
+    person_name: str
+    day: date = Field(description="The site-local day (FACEGRID_SITE_TIMEZONE)")
+    check_in: datetime = Field(description="UTC")
+    check_out: datetime = Field(description="UTC")
+    check_in_local: str = Field(description="check_in in the requested tz, ISO-8601")
+    check_out_local: str = Field(description="check_out in the requested tz, ISO-8601")
+    check_in_node: str
+    check_out_node: str
+    sightings: int
+
+
+class AttendanceReport(Page[AttendanceOut]):
+    tz: str
+    site_timezone: str
+
+
+# --- alerts, stats, stream -------------------------------------------------------------
+
+class AlertOut(BaseModel):
+    id: int
+    kind: str
+    created_at: datetime
+    window_start: datetime
+    window_end: datetime
+    count: int
+    nodes: list[str]
+    message: str
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+
+
+class AcknowledgeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    by: Annotated[str, Field(max_length=200), AfterValidator(_printable)] = "admin"
+
+
+class ThresholdPoint(BaseModel):
+    threshold: float
+    accepted: int
+
+
+class ThresholdStats(BaseModel):
+    grid: list[ThresholdPoint]
+    events: int = Field(description="Events counted (accepted at the lowest threshold)")
+    suggested_threshold: float | None
+    reason: str
+
+
+class GroupInfo(BaseModel):
+    name: str
+    consumers: int
+    pending: int
+    lag: int | None
+    last_delivered_id: str
+
+
+class StreamInfo(BaseModel):
+    stream: str
+    exists: bool
+    length: int
+    groups: list[GroupInfo]
+    pending: int = Field(description="Delivered to a worker, not yet acknowledged")
+    oldest_pending_id: str | None
+    dead_letters: int
+
+
+class DeadLetterOut(BaseModel):
+    id: str
+    reason: str
+    detail: str
+    source_id: str
+    node_id: str | None
+    event_id: str | None
+    fields: list[str] = Field(description="Original field names kept (values are not shown)")
+
+
+class ReplayOut(BaseModel):
+    dead_letter_id: str
+    new_id: str | None
+    action: Literal["replayed", "deleted"]
+
+
+class RevokeOut(BaseModel):
+    jti: str
+    node_id: str | None
+    revoked_at: datetime
+    expires_at: datetime | None
+    reason: str
+    created: bool

@@ -1,0 +1,56 @@
+"""ServerSettings: the one configuration object of ``facegrid server`` (env prefix FACEGRID_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from facegrid import tokens
+
+from .timezones import validate_timezone
+
+
+class ServerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACEGRID_", extra="ignore")
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8000, ge=1, le=65535)
+    database_url: str = "sqlite:///./facegrid.db"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    public_key_file: Path = Path(tokens.PUBLIC_KEY_FILE)
+    admin_token: SecretStr | None = None
+    admin_token_file: Path | None = None
+    token_audience: str = tokens.DEFAULT_AUDIENCE
+    site_timezone: str = "UTC"
+    #: Sightings older than this many days are deleted (0 keeps them for ever).
+    retention_days: float = Field(default=90.0, ge=0)
+    #: How often the retention job runs.
+    retention_interval_s: float = Field(default=3600.0, gt=0)
+    #: The interval the server asks nodes to heartbeat at (HeartbeatReply).
+    heartbeat_interval: float = Field(default=5.0, gt=0, le=3600)
+    #: A node with no heartbeat for this long is listed as offline.
+    offline_after_s: float = Field(default=30.0, gt=0)
+    log_level: str = "INFO"
+
+    @field_validator("site_timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return validate_timezone(v)
+
+    @model_validator(mode="after")
+    def _admin(self) -> ServerSettings:
+        if self.admin_token is None and self.admin_token_file is None:
+            raise ValueError("set FACEGRID_ADMIN_TOKEN or FACEGRID_ADMIN_TOKEN_FILE")
+        return self
+
+    def admin_secret(self) -> str:
+        """The admin token (from the file if one is given; it wins so Secrets can rotate)."""
+        if self.admin_token_file is not None:
+            value = self.admin_token_file.read_text().strip()
+        else:
+            value = self.admin_token.get_secret_value().strip()  # type: ignore[union-attr]
+        if len(value) < 16:
+            raise ValueError("the admin token must be at least 16 characters")
+        return value

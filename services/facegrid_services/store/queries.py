@@ -1,0 +1,143 @@
+"""Read-side queries of the store used by the API server (the worker writes via repo.py).
+
+Every function takes an open :class:`~sqlalchemy.orm.Session` and returns ORM
+rows or plain tuples; pagination is ``limit``/``offset`` with a total count.
+All instants are aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Generic, TypeVar
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from .models import Alert, Attendance, Embedding, Node, Person, Sighting
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: Sequence[T]
+    total: int
+    limit: int
+    offset: int
+
+
+def _page(session: Session, stmt: Select, limit: int, offset: int, *, scalars: bool = True):
+    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    result = session.execute(stmt.limit(limit).offset(offset))
+    items = result.scalars().all() if scalars else result.all()
+    return Page(items=items, total=int(total or 0), limit=limit, offset=offset)
+
+
+# --- nodes ----------------------------------------------------------------------
+
+def list_nodes(session: Session) -> Sequence[Node]:
+    return session.scalars(select(Node).order_by(Node.node_id)).all()
+
+
+def get_node(session: Session, node_id: str) -> Node | None:
+    return session.get(Node, node_id)
+
+
+# --- people -----------------------------------------------------------------------
+
+def embedding_counts(session: Session, person_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """person id -> {model: number of embeddings}."""
+    if not person_ids:
+        return {}
+    rows = session.execute(
+        select(Embedding.person_id, Embedding.model, func.count())
+        .where(Embedding.person_id.in_(person_ids))
+        .group_by(Embedding.person_id, Embedding.model)).all()
+    out: dict[int, dict[str, int]] = {pid: {} for pid in person_ids}
+    for pid, model, n in rows:
+        out[pid][model] = int(n)
+    return out
+
+
+def list_people(session: Session, *, name: str | None = None, search: str | None = None,
+                limit: int = 100, offset: int = 0) -> Page[Person]:
+    stmt = select(Person).order_by(Person.name, Person.id)
+    if name is not None:
+        stmt = stmt.where(Person.name == name)
+    if search:
+        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(Person.name.ilike(f"%{escaped}%", escape="\\"))
+    return _page(session, stmt, limit, offset)
+
+
+def list_embeddings(session: Session, person_id: int,
+                    model: str | None = None) -> Sequence[Embedding]:
+    stmt = select(Embedding).where(Embedding.person_id == person_id).order_by(Embedding.id)
+    if model is not None:
+        stmt = stmt.where(Embedding.model == model)
+    return session.scalars(stmt).all()
+
+
+def find_embedding(session: Session, person_id: int, model: str,
+                   image_hash: str) -> Embedding | None:
+    return session.scalar(select(Embedding).where(
+        Embedding.person_id == person_id, Embedding.model == model,
+        Embedding.image_hash == image_hash))
+
+
+# --- sightings ----------------------------------------------------------------------
+
+def list_sightings(session: Session, *, start: datetime | None = None,
+                   end: datetime | None = None, node_id: str | None = None,
+                   person_id: int | None = None, recognised: bool | None = None,
+                   after_id: int | None = None, limit: int = 100,
+                   offset: int = 0) -> Page[tuple[Sighting, str | None]]:
+    """Sightings newest first (by corrected_utc), each with the person's name or None."""
+    stmt = (select(Sighting, Person.name).outerjoin(Person, Sighting.person_id == Person.id)
+            .order_by(Sighting.corrected_utc.desc(), Sighting.id.desc()))
+    if start is not None:
+        stmt = stmt.where(Sighting.corrected_utc >= start)
+    if end is not None:
+        stmt = stmt.where(Sighting.corrected_utc < end)
+    if node_id is not None:
+        stmt = stmt.where(Sighting.node_id == node_id)
+    if person_id is not None:
+        stmt = stmt.where(Sighting.person_id == person_id)
+    if recognised is not None:
+        stmt = stmt.where(Sighting.recognised == recognised)
+    if after_id is not None:
+        stmt = stmt.where(Sighting.id > after_id)
+    return _page(session, stmt, limit, offset, scalars=False)
+
+
+# --- attendance ---------------------------------------------------------------------
+
+def list_attendance(session: Session, *, start: date | None = None, end: date | None = None,
+                    person_id: int | None = None, limit: int = 1000,
+                    offset: int = 0) -> Page[tuple[Attendance, str]]:
+    """Attendance rows (site-local days, ``start`` ≤ day ≤ ``end``) with the person's name."""
+    stmt = (select(Attendance, Person.name).join(Person, Attendance.person_id == Person.id)
+            .order_by(Attendance.day, Person.name, Attendance.id))
+    if start is not None:
+        stmt = stmt.where(Attendance.day >= start)
+    if end is not None:
+        stmt = stmt.where(Attendance.day <= end)
+    if person_id is not None:
+        stmt = stmt.where(Attendance.person_id == person_id)
+    return _page(session, stmt, limit, offset, scalars=False)
+
+
+# --- alerts -------------------------------------------------------------------------
+
+def list_alerts(session: Session, *, acknowledged: bool | None = None, kind: str | None = None,
+                limit: int = 100, offset: int = 0) -> Page[Alert]:
+    stmt = select(Alert).order_by(Alert.created_at.desc(), Alert.id.desc())
+    if acknowledged is True:
+        stmt = stmt.where(Alert.acknowledged_at.is_not(None))
+    elif acknowledged is False:
+        stmt = stmt.where(Alert.acknowledged_at.is_(None))
+    if kind is not None:
+        stmt = stmt.where(Alert.kind == kind)
+    return _page(session, stmt, limit, offset)
