@@ -1,0 +1,42 @@
+"""Prometheus metrics of the operator (prefix facegrid_operator_; bounded labels only)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILES = Counter(
+    "facegrid_operator_reconciles_total",
+    "Reconcile steps run, by stage (token, deployment, status, delete, nodes) and result.",
+    ["stage", "reason"],
+)
+RECONCILE_SECONDS = Histogram(
+    "facegrid_operator_reconcile_seconds",
+    "Time spent in one reconcile step, by stage.",
+    ["stage"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+TOKENS_ISSUED = Counter(
+    "facegrid_operator_tokens_issued_total",
+    "Node tokens issued, by reason (create, rotate).",
+    ["reason"],
+)
+REVOCATIONS = Counter(
+    "facegrid_operator_revocations_total",
+    "Token revocations sent to the server when a CameraNode is deleted, by state.",
+    ["state"],
+)
+SERVER_ERRORS = Counter(
+    "facegrid_operator_server_errors_total",
+    "Calls to the facegrid API server that failed, by reason.",
+    ["reason"],
+)
+CAMERAS = Gauge(
+    "facegrid_operator_cameranodes",
+    "CameraNodes by phase, as last written by this operator.",
+    ["state"],
+)
+INVALID_SPECS = Counter(
+    "facegrid_operator_invalid_specs_total",
+    "CameraNodes found invalid, by reason.",
+    ["reason"],
+)

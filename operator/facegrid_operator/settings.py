@@ -1,0 +1,78 @@
+"""OperatorSettings: the one configuration of ``facegrid operator`` (env prefix FACEGRID_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from facegrid import __version__, tokens
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACEGRID_", extra="ignore")
+
+    #: API server the operator calls (node status, token revocation).
+    server_url: str = Field("http://facegrid-server:8000", pattern=r"^https?://\S+$")
+    #: Server URL given to the nodes (default: server_url).
+    node_server_url: str | None = Field(None, pattern=r"^https?://\S+$")
+    #: Redis URL given to the nodes unless a CameraNode overrides it.
+    node_redis_url: str = Field("redis://facegrid-redis:6379/0",
+                                pattern=r"^(redis|rediss|unix)://\S+$")
+    #: ``secret-name:key`` holding the nodes' Redis URL (with password); wins over node_redis_url.
+    node_redis_url_secret: str | None = Field(
+        None, pattern=r"^[a-z0-9][-a-z0-9.]*:[-._a-zA-Z0-9]+$")
+    admin_token: SecretStr | None = None
+    admin_token_file: Path | None = None
+    #: Namespace of the signing-key Secret and the public-key ConfigMap (the operator's own).
+    namespace: str = "facegrid"
+    signing_key_secret: str = "facegrid-signing-key"
+    public_key_configmap: str = "facegrid-signing-pub"
+    token_audience: str = tokens.DEFAULT_AUDIENCE
+    node_image: str = f"facegrid/node:{__version__}"
+    node_image_pull_policy: str = Field("IfNotPresent", pattern="^(Always|IfNotPresent|Never)$")
+    #: Used when a CameraNode has no spec.token.ttl (the CRD defaults it to 24h).
+    default_token_ttl: str = "24h"
+    #: Namespaces to watch (comma-separated in the env); empty: all namespaces.
+    watch_namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    kubeconfig: Path | None = None
+    metrics_port: int = Field(9102, ge=0, le=65535)
+    liveness_port: int = Field(8080, ge=0, le=65535)
+    #: How often each CameraNode's status is refreshed from the server (heartbeats).
+    status_interval_s: float = Field(15.0, gt=0)
+    #: How often each token is checked for rotation.
+    rotation_check_s: float = Field(30.0, gt=0)
+    #: How often an Invalid CameraNode is checked again (Node changes re-check at once).
+    invalid_recheck_s: float = Field(300.0, gt=0)
+    http_timeout_s: float = Field(3.0, gt=0, le=60)
+    #: Delete keeps retrying the revocation this many times before letting the object go.
+    revoke_retries: int = Field(20, ge=0)
+    revoke_backoff_s: float = Field(3.0, gt=0)
+    log_level: str = "INFO"
+
+    @field_validator("watch_namespaces", mode="before")
+    @classmethod
+    def _split(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [s.strip() for s in v.split(",") if s.strip()]
+        return v
+
+    @field_validator("default_token_ttl")
+    @classmethod
+    def _ttl(cls, v: str) -> str:
+        tokens.parse_ttl(v)
+        return v
+
+    def admin_secret(self) -> str | None:
+        """The admin token (the file wins, so a mounted Secret can rotate), or None."""
+        if self.admin_token_file is not None:
+            return self.admin_token_file.read_text().strip() or None
+        if self.admin_token is not None:
+            return self.admin_token.get_secret_value().strip() or None
+        return None
+
+    @property
+    def nodes_server_url(self) -> str:
+        return self.node_server_url or self.server_url
