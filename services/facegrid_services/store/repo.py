@@ -122,43 +122,56 @@ def upsert_attendance(conn: Connection, updates: Iterable[AttendanceUpdate]) -> 
 
 def raise_intruder_alerts(conn: Connection, unknowns: Iterable[tuple[datetime, str]], *,
                           count: int, window_s: float,
-                          known_keys: set[str] | None = None) -> tuple[list[str], int]:
+                          recent_alerts: Iterable[datetime] = ()) -> tuple[list[datetime], int]:
     """Check each new unknown sighting ``(time, node)``; insert deduplicated alerts.
 
     Looks at the ``count`` latest unknown sightings up to each new one (this
     batch's rows are already inserted in the same transaction, other replicas'
-    are committed); an alert is due when they all lie within ``window_s``.
-    Buckets in ``known_keys`` already have an alert and are skipped.  Returns
-    the dedup keys that now have an alert (add them to the cache after commit)
-    and how many alerts this call inserted.
+    are committed); an alert is due when they all lie within ``window_s``.  An
+    alert is one per burst: none is raised within ``window_s`` of another
+    intruder alert's end (``recent_alerts``: ends this worker already knows,
+    otherwise the alerts table decides); a sustained intrusion raises one alert
+    per window.  The ``dedup_key`` (window bucket) makes concurrent replicas
+    insert at most one.  Returns the alert ends now known (cache them after
+    commit) and how many alerts this call inserted.
     """
-    t_col, n_col = Sighting.__table__.c.corrected_utc, Sighting.__table__.c.node_id
-    known = set(known_keys or ())
-    found: list[str] = []
-    raised = 0
+    sc = Sighting.__table__.c
+    ac = Alert.__table__.c
     window = timedelta(seconds=window_s)
+    ends = sorted(recent_alerts)
+    found: list[datetime] = []
+    raised = 0
+
+    def near_alert(t: datetime) -> bool:
+        return any(abs(t - e) < window for e in (*ends, *found))
+
     for t, _node in sorted(unknowns):
-        key = alert_key(t, window_s)
-        if key in known:
+        if near_alert(t):
             continue
         recent = conn.execute(
-            select(t_col, n_col)
-            .where(Sighting.__table__.c.recognised == false(), t_col > t - window, t_col <= t)
-            .order_by(t_col.desc()).limit(count)).all()
+            select(sc.corrected_utc, sc.node_id)
+            .where(sc.recognised == false(), sc.corrected_utc > t - window, sc.corrected_utc <= t)
+            .order_by(sc.corrected_utc.desc()).limit(count)).all()
         times = [r[0] for r in recent]
         if not is_intrusion(times, t, count, window_s):
             continue
+        existing = conn.execute(
+            select(ac.window_end).where(ac.kind == "intruder", ac.window_end > t - window,
+                                        ac.window_end < t + window).limit(1)).scalar()
+        if existing is not None:
+            found.append(existing)
+            continue
         nodes = sorted({r[1] for r in recent})
         stmt = (_alert_insert(conn).values(
-            kind="intruder", dedup_key=key, created_at=datetime.now(UTC),
+            kind="intruder", dedup_key=alert_key(t, window_s), created_at=datetime.now(UTC),
             window_start=times[-1], window_end=t, count=len(times), nodes=nodes,
             message=f"{len(times)} unknown faces within {window_s:g} s on {', '.join(nodes)}")
             .on_conflict_do_nothing(index_elements=["dedup_key"]))
         if conn.execute(stmt).rowcount:
             raised += 1
-            log.warning("intruder alert %s: %d unknown sightings on %s", key, len(times), nodes)
-        known.add(key)
-        found.append(key)
+            log.warning("intruder alert at %s: %d unknown sightings on %s", t.isoformat(),
+                        len(times), nodes)
+        found.append(t)
     return found, raised
 
 

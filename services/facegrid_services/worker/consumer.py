@@ -27,7 +27,7 @@ import logging
 import random
 import threading
 import time
-from collections import OrderedDict
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 #: Field names a dead letter adds; an original field of the same name is kept as original_<name>.
 _DLQ_FIELDS = ("reason", "detail", "source_id")
-_ALERT_CACHE = 4096
+_ALERT_CACHE = 256
 
 # Raise KEYS[1] to ARGV[1] if larger (decimal strings: compares beyond 2**53 exactly).
 _LAMPORT_MAX_LUA = """
@@ -126,7 +126,8 @@ class Worker:
         self._started = False
         self._read_pending = True
         self._last_reclaim = self._last_stats = self._last_revocations = 0.0
-        self._alerted: OrderedDict[str, None] = OrderedDict()
+        #: Ends of recent intruder alerts (dedup without a query per unknown sighting).
+        self._alert_ends: deque[datetime] = deque(maxlen=_ALERT_CACHE)
         self._lamport_max = -1
         self._cooldown = timedelta(seconds=settings.cooldown_s)
         self._clock_tolerance = timedelta(seconds=settings.clock_tolerance_s)
@@ -208,10 +209,10 @@ class Worker:
         claimed, cursor, rounds = 0, "0-0", 0
         while rounds < 20:
             rounds += 1
-            res = self.redis.xautoclaim(keys.EVENTS_STREAM, keys.WORKER_GROUP,
-                                        self.settings.consumer, self.settings.claim_idle_ms,
-                                        start_id=cursor, count=self.settings.batch_size,
-                                        justid=True)
+            # Raw command: redis-py drops the cursor when parsing JUSTID replies.
+            res = self.redis.execute_command(
+                "XAUTOCLAIM", keys.EVENTS_STREAM, keys.WORKER_GROUP, self.settings.consumer,
+                self.settings.claim_idle_ms, cursor, "COUNT", self.settings.batch_size, "JUSTID")
             cursor, ids = res[0], res[1]
             deleted = res[2] if len(res) > 2 else []
             if deleted:  # trimmed from the stream while pending: nothing left to process
@@ -370,7 +371,7 @@ class Worker:
                 "received_at": received,
             })
 
-        new_keys: list[str] = []
+        new_alerts: list[datetime] = []
         inserted: set[str] = set()
         seen: list[Seen] = []
         unknowns: list[tuple[datetime, str]] = []
@@ -390,18 +391,15 @@ class Worker:
                             unknowns.append((ev.corrected_at, row["node_id"]))
                     repo.upsert_attendance(conn, plan_attendance(seen, self.tz, self._cooldown))
                     if unknowns:
-                        new_keys, result.alerts = repo.raise_intruder_alerts(
+                        new_alerts, result.alerts = repo.raise_intruder_alerts(
                             conn, unknowns, count=self.settings.intruder_count,
                             window_s=self.settings.intruder_window_s,
-                            known_keys=set(self._alerted))
+                            recent_alerts=self._alert_ends)
                 result.stored = len(inserted)
                 result.duplicates += len(rows) - len(inserted)
                 result.recognised = len(seen)
                 result.unknown = len(unknowns)
-        for k in new_keys:
-            self._alerted[k] = None
-            while len(self._alerted) > _ALERT_CACHE:
-                self._alerted.popitem(last=False)
+        self._alert_ends.extend(new_alerts)  # only after the commit
 
         with _stage("ack"):
             pipe = self.redis.pipeline(transaction=True)
