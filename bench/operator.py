@@ -1,0 +1,143 @@
+"""How fast the operator turns CameraNodes into running node pods on the test control plane.
+
+    .venv/bin/python bench/operator.py [--single N] [--batch M]
+
+Uses the control plane of scripts/k8s-test-cluster (a running one when
+FACEGRID_K8S_DIR is set, else it starts one and stops it afterwards); kwok
+plays the kubelets, so "Running" is the Pod phase kwok sets once the real
+scheduler has bound the pod.  The operator runs in this process (kopf's
+KopfRunner) with the cluster admin's credentials and no API server, so the
+Heartbeating condition stays Unknown.  Prints, for one CameraNode applied at a
+time (target < 3 s) and for M applied at once: seconds from `kubectl apply`
+to the Pod Running and to the CameraNode status phase Running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "k8s-test-cluster"
+
+
+def sh(*args: str, env: dict, input: str | None = None) -> str:
+    p = subprocess.run(args, env=env, input=input, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed: {p.stderr[-2000:]}")
+    return p.stdout
+
+
+def camera(name: str, ns: str, host: str) -> dict:
+    return {"apiVersion": "facegrid.io/v1alpha1", "kind": "CameraNode",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"host": {"nodeName": host}, "camera": {"source": "/dev/video0"}}}
+
+
+def wait_all(kube, ns: str, names: list[str], t0: float, timeout: float = 300) -> tuple:
+    """Seconds from t0 until each camera's pod is Running and its phase is Running."""
+    from facegrid_operator.kube import cameranode_path, pods_path
+
+    pod_at: dict[str, float] = {}
+    phase_at: dict[str, float] = {}
+    want = set(names)
+    while (len(pod_at) < len(want) or len(phase_at) < len(want)) and \
+            time.monotonic() - t0 < timeout:
+        now = time.monotonic() - t0
+        for p in kube.list(pods_path(ns), label_selector="app.kubernetes.io/name=facegrid-node"):
+            cam = p["metadata"]["labels"].get("facegrid.io/camera")
+            if cam in want and cam not in pod_at and p["status"].get("phase") == "Running":
+                pod_at[cam] = now
+        for c in kube.list(cameranode_path(ns)):
+            n = c["metadata"]["name"]
+            if n in want and n not in phase_at and (c.get("status") or {}).get(
+                    "phase") == "Running":
+                phase_at[n] = now
+        time.sleep(0.05)
+    if len(pod_at) < len(want) or len(phase_at) < len(want):
+        raise SystemExit(f"timed out: {len(pod_at)} pods, {len(phase_at)} phases of {len(want)}")
+    return pod_at, phase_at
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--single", type=int, default=5, help="one-at-a-time repetitions")
+    ap.add_argument("--batch", type=int, default=50, help="CameraNodes applied at once")
+    args = ap.parse_args()
+
+    from facegrid_operator.context import OperatorContext
+    from facegrid_operator.kube import ClusterAccess, Kube
+    from facegrid_operator.operator import build_registry, kopf_settings
+    from facegrid_operator.settings import OperatorSettings
+    from kopf.testing import KopfRunner
+
+    reuse = os.environ.get("FACEGRID_K8S_DIR")
+    rundir = Path(reuse) if reuse else Path(tempfile.mkdtemp(prefix="fg-bench-")) / "run"
+    if not reuse:
+        subprocess.run([sys.executable, str(SCRIPT), "up", "--dir", str(rundir),
+                        "--watch-pid", str(os.getpid())], check=True)
+    try:
+        info = json.loads(subprocess.run([sys.executable, str(SCRIPT), "env", "--dir",
+                                          str(rundir), "--json"], check=True,
+                                         capture_output=True, text=True).stdout)
+        kubeconfig = rundir / "kubeconfig"
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        kubectl = str(Path(info["FACEGRID_K8S_BIN"]) / "kubectl")
+        ns = f"bench-{uuid.uuid4().hex[:6]}"
+        sh(kubectl, "apply", "-f", str(ROOT / "crds/cameranodes.facegrid.io.yaml"), env=env)
+        sh(kubectl, "wait", "--for=condition=Established", "crd/cameranodes.facegrid.io",
+           env=env)
+        sh(kubectl, "create", "namespace", ns, env=env)
+        settings = OperatorSettings(kubeconfig=kubeconfig, namespace=ns, watch_namespaces=[ns],
+                                    server_url="http://127.0.0.1:9", liveness_port=0,
+                                    metrics_port=0, node_image="registry.invalid/node:bench",
+                                    status_interval_s=30, rotation_check_s=60)
+        ctx = OperatorContext(settings)
+        kube = Kube(ClusterAccess.from_kubeconfig(kubeconfig))
+        with KopfRunner(["run", "--standalone", "--quiet", f"--namespace={ns}"],
+                        registry=build_registry(ctx), settings=kopf_settings(settings),
+                        timeout=60):
+            while ctx.key is None:
+                time.sleep(0.05)
+            time.sleep(1)
+            pods, phases = [], []
+            for i in range(args.single):
+                name = f"single-{i}"
+                t0 = time.monotonic()
+                sh(kubectl, "apply", "-f", "-", env=env,
+                   input=json.dumps(camera(name, ns, "edge-01" if i % 2 else "edge-02")))
+                p, ph = wait_all(kube, ns, [name], t0)
+                pods.append(p[name])
+                phases.append(ph[name])
+            names = [f"batch-{i:03d}" for i in range(args.batch)]
+            items = [camera(n, ns, "edge-01" if i % 2 else "edge-02")
+                     for i, n in enumerate(names)]
+            t0 = time.monotonic()
+            sh(kubectl, "apply", "-f", "-", env=env,
+               input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+            bp, bph = wait_all(kube, ns, names, t0)
+            sh(kubectl, "delete", "namespace", ns, "--wait=false", env=env)
+        print(f"one CameraNode at a time ({args.single} runs): apply -> Pod Running "
+              f"median {statistics.median(pods):.2f} s, max {max(pods):.2f} s; "
+              f"-> status Running median {statistics.median(phases):.2f} s, "
+              f"max {max(phases):.2f} s")
+        print(f"{args.batch} CameraNodes applied at once: last Pod Running after "
+              f"{max(bp.values()):.2f} s (median {statistics.median(bp.values()):.2f} s); "
+              f"all statuses Running after {max(bph.values()):.2f} s "
+              f"({args.batch / max(bph.values()):.1f} cameras/s)")
+    finally:
+        if not reuse:
+            subprocess.run([sys.executable, str(SCRIPT), "down", "--dir", str(rundir)])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
