@@ -24,6 +24,16 @@ class DeadLetterNotFound(LookupError):
     pass
 
 
+def check_entry_id(entry_id: str) -> str:
+    """A stream entry id ``ms-seq`` with both parts below 2**64 (else ValueError)."""
+    if not STREAM_ID_RE.match(entry_id):
+        raise ValueError(f"{entry_id[:45]!r} is not a stream entry id like 1732486490123-0")
+    ms, seq = (int(p) for p in entry_id.split("-"))
+    if ms >= 2**64 or seq >= 2**64:
+        raise ValueError(f"stream entry id {entry_id} is out of range")
+    return entry_id
+
+
 def _s(value) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
@@ -73,12 +83,17 @@ def _dead_letter_out(entry_id, fields: dict) -> DeadLetterOut:
 def list_dead_letters(r: redis.Redis, *, count: int = 50,
                       before: str | None = None) -> list[DeadLetterOut]:
     """Newest first; ``before`` (an entry id, exclusive) pages further back."""
+    if before is not None:
+        check_entry_id(before)
+        if before == "0-0":
+            return []  # nothing lies before the first possible id
     top = f"({before}" if before else "+"
     entries = r.xrevrange(keys.DEAD_LETTER_STREAM, max=top, min="-", count=count)
     return [_dead_letter_out(i, f) for i, f in entries]
 
 
 def get_dead_letter(r: redis.Redis, entry_id: str) -> DeadLetterOut:
+    check_entry_id(entry_id)
     entries = r.xrange(keys.DEAD_LETTER_STREAM, min=entry_id, max=entry_id)
     if not entries:
         raise DeadLetterNotFound(entry_id)
@@ -87,6 +102,7 @@ def get_dead_letter(r: redis.Redis, entry_id: str) -> DeadLetterOut:
 
 def replay_dead_letter(r: redis.Redis, entry_id: str) -> str:
     """Put the original fields back on the events stream and delete the dead letter."""
+    check_entry_id(entry_id)
     entries = r.xrange(keys.DEAD_LETTER_STREAM, min=entry_id, max=entry_id)
     if not entries:
         raise DeadLetterNotFound(entry_id)
@@ -102,5 +118,6 @@ def replay_dead_letter(r: redis.Redis, entry_id: str) -> str:
 
 
 def delete_dead_letter(r: redis.Redis, entry_id: str) -> None:
+    check_entry_id(entry_id)
     if not r.xdel(keys.DEAD_LETTER_STREAM, entry_id):
         raise DeadLetterNotFound(entry_id)

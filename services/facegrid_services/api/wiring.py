@@ -8,7 +8,7 @@ import redis
 from fastapi import FastAPI
 
 from facegrid.tokens import TokenVerifier
-from facegrid_services.store import db
+from facegrid_services.store import db, repo
 
 from .app import create_app
 from .settings import ServerSettings
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def build_app(settings: ServerSettings, *, migrate: bool = True) -> FastAPI:
     if migrate:
-        db.migrate(settings.database_url)
+        repo.migrate_locked(settings.database_url)
     engine = db.make_engine(settings.database_url)
     verifier = TokenVerifier.from_pem(settings.public_key_file,
                                       audience=settings.token_audience)

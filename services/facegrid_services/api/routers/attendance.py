@@ -44,7 +44,7 @@ def attendance(
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ):
-    tz_name = tz or ctx.settings.site_timezone
+    tz_name = ctx.settings.site_timezone if tz is None else tz
     try:
         tzinfo = zone(tz_name)
     except ValueError as e:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 
 from .. import metrics, streams
 from ..deps import Admin, Ctx
@@ -12,8 +12,23 @@ from ..schemas import DeadLetterOut, ReplayOut, StreamInfo
 
 router = APIRouter(prefix="/api/v1", tags=["stream"], dependencies=[Admin])
 
-EntryId = Annotated[str, Path(pattern=streams.STREAM_ID_RE.pattern, max_length=41,
-                              description="Redis stream entry id, e.g. 1732486490123-0")]
+
+
+def _entry_id(entry_id: str) -> str:
+    try:
+        return streams.check_entry_id(entry_id)
+    except ValueError as e:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
+
+
+def valid_entry_id(
+    entry_id: Annotated[str, Path(pattern=streams.STREAM_ID_RE.pattern, max_length=41,
+                                  description="Redis stream entry id, e.g. 1732486490123-0")],
+) -> str:
+    return _entry_id(entry_id)
+
+
+EntryId = Annotated[str, Depends(valid_entry_id)]
 
 
 @router.get("/stream", response_model=StreamInfo,
@@ -30,7 +45,8 @@ def dead_letters(
     before: Annotated[str | None, Query(pattern=streams.STREAM_ID_RE.pattern,
                                         max_length=41)] = None,
 ) -> list[DeadLetterOut]:
-    return streams.list_dead_letters(ctx.redis, count=count, before=before)
+    return streams.list_dead_letters(ctx.redis, count=count,
+                                     before=None if before is None else _entry_id(before))
 
 
 @router.get("/dead-letters/{entry_id}", response_model=DeadLetterOut)
