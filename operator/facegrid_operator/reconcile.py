@@ -149,7 +149,24 @@ def _message(phase: Phase, conds: list[dict], pod: str | None, host: str | None)
 
 def sync_status(ctx: OperatorContext, ns: str, name: str, *,
                 updates: dict[str, dict] | None = None, extra: dict | None = None) -> str | None:
-    """Recompute and write the CameraNode status; return the phase (None if the object is gone)."""
+    """Recompute and write the CameraNode status; return the phase (None if the object is gone).
+
+    Handlers, timers and pod events write concurrently: each write carries the
+    resourceVersion it was computed from, and a conflict recomputes from a fresh read,
+    so no condition is lost.
+    """
+    for attempt in range(8):
+        try:
+            return _sync_status_once(ctx, ns, name, updates=updates, extra=extra)
+        except KubeError as e:
+            if not e.conflict or attempt == 7:
+                raise
+            time.sleep(0.02 * (attempt + 1))
+    return None
+
+
+def _sync_status_once(ctx: OperatorContext, ns: str, name: str, *,
+                      updates: dict[str, dict] | None, extra: dict | None) -> str | None:
     assert ctx.kube is not None
     body = ctx.kube.get_or_none(cameranode_path(ns, name))
     if body is None or body["metadata"].get("deletionTimestamp"):
@@ -176,7 +193,8 @@ def sync_status(ctx: OperatorContext, ns: str, name: str, *,
     new["pod"] = pod
     new = {k: v for k, v in new.items() if v is not None}
     if new != old:
-        patch = {"status": {**new, **{k: None for k in old if k not in new}}}
+        patch = {"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+                 "status": {**new, **{k: None for k in old if k not in new}}}
         ctx.kube.merge_patch(cameranode_path(ns, name, status=True), patch)
     ctx.set_phase(ns, name, phase.value)
     return phase.value
