@@ -271,3 +271,26 @@ seccompProfile:
 - name: FACEGRID_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
 {{- end }}
+
+{{/* RBAC rules of the operator in the namespaces whose CameraNodes it runs. */}}
+{{- define "facegrid.operator.watchRules" -}}
+- apiGroups: [facegrid.io]
+  resources: [cameranodes]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [facegrid.io]
+  resources: [cameranodes/status]
+  verbs: [get, patch, update]
+# Each CameraNode's token Secret (no list/watch: the operator reads them by name).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, create, patch, update, delete]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}

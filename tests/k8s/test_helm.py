@@ -1,0 +1,320 @@
+"""The chart against a real control plane (tests/fixtures/k8s.py): every object
+accepted by the real API server, restricted Pod Security enforced, Pods
+scheduled and Running (kwok), the operator — run locally with the chart's
+ServiceAccount token, so the chart's RBAC is what is tested — turning a
+CameraNode into a Running pod on its edge host, then upgrade (CRD included)
+and uninstall."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from fixtures.k8s import wait_until
+from unit.chart.chartlib import CHART
+
+pytestmark = pytest.mark.k8s
+
+RELEASE = "fg"
+STORAGE_CLASS = "facegrid-test-local"
+CRD = "cameranodes.facegrid.io"
+
+
+@pytest.fixture
+def ns(k8s_cluster):
+    """A namespace that enforces the restricted Pod Security Standard."""
+    name = f"h-{uuid.uuid4().hex[:8]}"
+    k8s_cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": name, "labels": {"pod-security.kubernetes.io/enforce": "restricted",
+                                 "pod-security.kubernetes.io/enforce-version": "latest"}}})
+    wait_until(lambda: k8s_cluster.kubectl("get", "serviceaccount", "default", "-n", name,
+                                           check=False).returncode == 0,
+               timeout=60, what=f"default ServiceAccount in {name}")
+    yield name
+    k8s_cluster.helm("uninstall", RELEASE, "-n", name, "--wait", check=False)
+    k8s_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def local_volumes(k8s_cluster, ns: str, count: int) -> None:
+    """A no-provisioner StorageClass and PVs for the Redis/PostgreSQL claims
+    (the PV controller of kube-controller-manager binds them)."""
+    k8s_cluster.apply({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                       "metadata": {"name": STORAGE_CLASS},
+                       "provisioner": "kubernetes.io/no-provisioner",
+                       "volumeBindingMode": "Immediate"})
+    k8s_cluster.apply([{
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": f"{ns}-pv-{i}"},
+        "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "storageClassName": STORAGE_CLASS,
+                 "persistentVolumeReclaimPolicy": "Delete",
+                 "hostPath": {"path": f"/tmp/{ns}-pv-{i}"}}} for i in range(count)])
+
+
+def install_args(ns: str) -> list[str]:
+    return ["-n", ns, "--wait", "--timeout", "240s",
+            "--set", f"redis.persistence.storageClass={STORAGE_CLASS}",
+            "--set", f"postgresql.persistence.storageClass={STORAGE_CLASS}",
+            "--set", "image.pullPolicy=Never"]
+
+
+def release_objects(k8s_cluster, ns: str) -> list[dict]:
+    out = k8s_cluster.helm("get", "manifest", RELEASE, "-n", ns).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def pods_running(k8s_cluster, ns: str, selector: str, expect: int) -> list[dict]:
+    pods = k8s_cluster.kubectl_json("get", "pods", "-n", ns, "-l", selector)["items"]
+    running = [p for p in pods if p["status"].get("phase") == "Running"
+               and not p["metadata"].get("deletionTimestamp")]
+    return running if len(running) >= expect else []
+
+
+def operator_kubeconfig(k8s_cluster, ns: str, path: Path) -> Path:
+    """A kubeconfig holding a token of the chart's operator ServiceAccount."""
+    tr = k8s_cluster.kubectl("create", "token", f"{RELEASE}-facegrid-operator", "-n", ns,
+                             "--duration=1h").stdout.strip()
+    ca = base64.b64encode(k8s_cluster.ca_file.read_bytes()).decode()
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "op",
+        "clusters": [{"name": "c", "cluster": {"server": k8s_cluster.server,
+                                               "certificate-authority-data": ca}}],
+        "users": [{"name": "op", "user": {"token": tr}}],
+        "contexts": [{"name": "op", "context": {"cluster": "c", "user": "op",
+                                                 "namespace": ns}}]}))
+    return path
+
+
+def start_operator(kubeconfig: Path, env_from_chart: dict[str, str], log: Path):
+    env = {**os.environ, **env_from_chart,
+           "FACEGRID_KUBECONFIG": str(kubeconfig), "KUBECONFIG": str(kubeconfig),
+           "FACEGRID_METRICS_PORT": "0", "FACEGRID_LIVENESS_PORT": "0",
+           # No API server runs under kwok: do not wait on revocations.
+           "FACEGRID_REVOKE_RETRIES": "0", "FACEGRID_ADMIN_TOKEN": "x" * 32}
+    env.pop("FACEGRID_ADMIN_TOKEN_FILE", None)
+    exe = Path(sys.executable).parent / "facegrid"
+    return subprocess.Popen([str(exe), "operator"], env=env, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def chart_env(obj: dict) -> dict[str, str]:
+    """The operator's plain env values from its rendered Deployment."""
+    c = obj["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e["value"] for e in c["env"] if "value" in e}
+
+
+def test_install_operator_camera_upgrade_uninstall(k8s_cluster, ns, tmp_path):
+    local_volumes(k8s_cluster, ns, 2)
+    k8s_cluster.helm("install", RELEASE, str(CHART), *install_args(ns), timeout=300)
+
+    # Every object of the release exists in the cluster (accepted by the API server).
+    objs = release_objects(k8s_cluster, ns)
+    kinds = {o["kind"] for o in objs}
+    assert {"Deployment", "StatefulSet", "Service", "Secret", "ConfigMap", "NetworkPolicy",
+            "ServiceAccount", "ClusterRole", "Role", "CustomResourceDefinition"} <= kinds
+    for o in objs:
+        args = ["get", o["kind"].lower() + "." + o["apiVersion"].split("/")[0]
+                if "/" in o["apiVersion"] else o["kind"].lower(), o["metadata"]["name"]]
+        if o["metadata"].get("namespace"):
+            args += ["-n", o["metadata"]["namespace"]]
+        assert k8s_cluster.kubectl(*args, check=False).returncode == 0, args
+
+    k8s_cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD}", "--timeout=60s")
+    # All Pods scheduled and Running; the PVCs bound.
+    for comp, n in (("operator", 1), ("server", 1), ("worker", 1), ("redis", 1),
+                    ("postgresql", 1)):
+        wait_until(lambda c=comp, n=n: pods_running(
+            k8s_cluster, ns, f"app.kubernetes.io/instance={RELEASE},"
+            f"app.kubernetes.io/component={c}", n), timeout=120, what=f"{comp} Running")
+    pvcs = k8s_cluster.kubectl_json("get", "pvc", "-n", ns)["items"]
+    assert len(pvcs) == 2 and all(p["status"]["phase"] == "Bound" for p in pvcs)
+    # The namespace enforces "restricted": nothing was refused.
+    events = k8s_cluster.kubectl_json("get", "events", "-n", ns,
+                                      "--field-selector", "reason=FailedCreate")["items"]
+    assert not events, [e["message"] for e in events]
+
+    # The helm test Pod is valid too (kwok never completes a bare Pod: dry-run on the server).
+    hook = k8s_cluster.helm("template", RELEASE, str(CHART), "-n", ns,
+                            "--show-only", "templates/tests/test-readyz.yaml").stdout
+    k8s_cluster.kubectl("create", "--dry-run=server", "-n", ns, "-f", "-", input=hook)
+
+    secrets_before = {n: k8s_cluster.kubectl_json("get", "secret", n, "-n", ns)["data"]
+                      for n in (f"{RELEASE}-facegrid-redis", f"{RELEASE}-facegrid-database",
+                                f"{RELEASE}-facegrid-admin")}
+
+    # The operator, with the chart's ServiceAccount and env, runs a CameraNode.
+    op_dep = next(o for o in objs if o["kind"] == "Deployment"
+                  and o["metadata"]["name"] == f"{RELEASE}-facegrid-operator")
+    env = chart_env(op_dep)
+    env["FACEGRID_NAMESPACE"] = ns
+    # Camera pods need a host device (privileged): camera namespaces allow it.
+    k8s_cluster.kubectl("label", "namespace", ns, "--overwrite",
+                        "pod-security.kubernetes.io/enforce=privileged")
+    kubeconfig = operator_kubeconfig(k8s_cluster, ns, tmp_path / "operator.kubeconfig")
+    log = tmp_path / "operator.log"
+    proc = start_operator(kubeconfig, env, log)
+    try:
+        wait_until(lambda: k8s_cluster.kubectl(
+            "get", "configmap", f"{RELEASE}-facegrid-signing-pub", "-n", ns,
+            check=False).returncode == 0, timeout=90, what="public key ConfigMap")
+        cm = k8s_cluster.kubectl_json("get", "configmap", f"{RELEASE}-facegrid-signing-pub",
+                                      "-n", ns)
+        assert "BEGIN PUBLIC KEY" in cm["data"]["signing.pub"]
+        k8s_cluster.kubectl("get", "secret", f"{RELEASE}-facegrid-signing-key", "-n", ns)
+        k8s_cluster.apply({
+            "apiVersion": "facegrid.io/v1alpha1", "kind": "CameraNode",
+            "metadata": {"name": "door-1", "namespace": ns},
+            "spec": {"host": {"nodeName": "edge-01"}, "camera": {"source": "/dev/video0"}}})
+        pod = wait_until(lambda: (pods_running(
+            k8s_cluster, ns, "facegrid.io/camera=door-1", 1) or [None])[0],
+            timeout=120, what="the camera pod Running")
+        assert pod["spec"]["nodeName"] == "edge-01"
+        node_env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+        assert node_env["FACEGRID_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
+            "name": f"{RELEASE}-facegrid-redis", "key": "redis-url"}
+        assert pod["spec"]["containers"][0]["image"] == env["FACEGRID_NODE_IMAGE"]
+        k8s_cluster.kubectl("delete", "cameranode", "door-1", "-n", ns, "--timeout=90s")
+    except BaseException:
+        sys.stderr.write(log.read_text()[-6000:])
+        raise
+    finally:
+        stop(proc)
+    assert "Forbidden" not in log.read_text(), log.read_text()[-4000:]
+
+    # Upgrade: a changed CRD reaches the cluster (Helm never upgrades crds/), passwords stay.
+    chart2 = tmp_path / "facegrid"
+    shutil.copytree(CHART, chart2)
+    crd_file = chart2 / "files" / "crds" / f"{CRD}.yaml"
+    crd = yaml.safe_load(crd_file.read_text())
+    crd["spec"]["versions"][0]["additionalPrinterColumns"].append(
+        {"name": "Upgraded", "type": "string", "jsonPath": ".spec.camera.source"})
+    crd_file.write_text(yaml.safe_dump(crd))
+    k8s_cluster.helm("upgrade", RELEASE, str(chart2), *install_args(ns),
+                     "--set", "server.replicas=2", timeout=300)
+    live = k8s_cluster.kubectl_json("get", "crd", CRD)
+    cols = [c["name"] for c in live["spec"]["versions"][0]["additionalPrinterColumns"]]
+    assert "Upgraded" in cols
+    wait_until(lambda: pods_running(k8s_cluster, ns, f"app.kubernetes.io/instance={RELEASE},"
+                                    "app.kubernetes.io/component=server", 2),
+               timeout=120, what="2 server pods")
+    for name, data in secrets_before.items():
+        assert k8s_cluster.kubectl_json("get", "secret", name, "-n", ns)["data"] == data, name
+
+    # Uninstall: every release object goes, except the CRD (resource-policy keep).
+    k8s_cluster.helm("uninstall", RELEASE, "-n", ns, "--wait", timeout=300)
+    for o in objs:
+        if o["kind"] == "CustomResourceDefinition":
+            continue
+        args = ["get", o["kind"].lower() + ("." + o["apiVersion"].split("/")[0]
+                                            if "/" in o["apiVersion"] else ""),
+                o["metadata"]["name"], "--ignore-not-found", "-o", "name"]
+        if o["metadata"].get("namespace"):
+            args += ["-n", o["metadata"]["namespace"]]
+        assert k8s_cluster.kubectl(*args).stdout.strip() == "", args
+    k8s_cluster.kubectl("get", "crd", CRD)
+    wait_until(lambda: not k8s_cluster.kubectl_json("get", "pods", "-n", ns)["items"],
+               timeout=120, what="all pods gone")
+    assert json.loads(k8s_cluster.helm("list", "-n", ns, "-o", "json").stdout) == []
+
+
+def standin_crd(group: str, version: str, kind: str, plural: str, spec_schema: dict) -> dict:
+    """A CRD with the group/version/kind of a third-party resource and a schema
+    for the fields the chart sets (the real Prometheus Operator and KEDA CRDs
+    are not vendored here); unknown fields are kept, required ones enforced."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"kind": kind, "plural": plural, "singular": kind.lower(),
+                           "listKind": f"{kind}List"},
+                 "versions": [{"name": version, "served": True, "storage": True, "schema": {
+                     "openAPIV3Schema": {"type": "object", "required": ["spec"], "properties": {
+                         "spec": {"x-kubernetes-preserve-unknown-fields": True,
+                                  **spec_schema}}}}}]}}
+
+
+DURATION = {"type": "string", "pattern": "^(0|([0-9]+[smhdwy])+)$"}
+KEEP = "x-kubernetes-preserve-unknown-fields"
+SELECTOR = {"type": "object", KEEP: True}
+STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
+STANDIN_CRDS = [
+    standin_crd("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors", {
+        "type": "object", "required": ["selector", "endpoints"], "properties": {
+            "selector": SELECTOR,
+            "endpoints": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["port"], KEEP: True,
+                "properties": {"port": {"type": "string"}, "interval": DURATION}}}}}),
+    standin_crd("monitoring.coreos.com", "v1", "PodMonitor", "podmonitors", {
+        "type": "object", "required": ["selector", "podMetricsEndpoints"], "properties": {
+            "selector": SELECTOR,
+            "podMetricsEndpoints": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["port"], KEEP: True,
+                "properties": {"port": {"type": "string"}, "interval": DURATION}}}}}),
+    standin_crd("monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules", {
+        "type": "object", "required": ["groups"], "properties": {"groups": {
+            "type": "array", "items": {"type": "object", "required": ["name", "rules"],
+                                       "properties": {"name": {"type": "string", "minLength": 1},
+                                                      "rules": {"type": "array", "items": {
+                "type": "object", "required": ["expr"],
+                "properties": {"alert": {"type": "string"}, "expr": {"type": "string"},
+                               "for": DURATION,
+                               "labels": {"type": "object", "additionalProperties": {
+                                   "type": "string"}},
+                               "annotations": {"type": "object", "additionalProperties": {
+                                   "type": "string"}}}}}}}}}}),
+    standin_crd("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects", {
+        "type": "object", "required": ["scaleTargetRef", "triggers"], "properties": {
+            "scaleTargetRef": {"type": "object", "required": ["name"],
+                               "x-kubernetes-preserve-unknown-fields": True},
+            "minReplicaCount": {"type": "integer", "minimum": 0},
+            "maxReplicaCount": {"type": "integer", "minimum": 1},
+            "triggers": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["type", "metadata"],
+                "x-kubernetes-preserve-unknown-fields": True, "properties": {
+                    "type": {"type": "string"},
+                    "metadata": STRINGS}}}}}),
+    standin_crd("keda.sh", "v1alpha1", "TriggerAuthentication", "triggerauthentications", {
+        "type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+]
+
+
+def test_monitoring_and_keda_objects_accepted_with_their_crds(k8s_cluster, ns):
+    """With Prometheus Operator and KEDA CRDs present (detected through
+    .Capabilities, not forced), the monitors, rules and ScaledObject install."""
+    for crd in STANDIN_CRDS:
+        k8s_cluster.apply(crd)
+    for crd in STANDIN_CRDS:
+        k8s_cluster.kubectl("wait", "--for=condition=Established",
+                            f"crd/{crd['metadata']['name']}", "--timeout=60s")
+    time.sleep(2)  # let discovery catch up before helm reads .Capabilities
+    k8s_cluster.helm("install", RELEASE, str(CHART), "-n", ns, "--wait", "--timeout", "240s",
+                     "--set", "redis.persistence.enabled=false",
+                     "--set", "postgresql.persistence.enabled=false",
+                     "--set", "crds.install=false",
+                     "--set", "worker.keda.enabled=true", timeout=300)
+    objs = release_objects(k8s_cluster, ns)
+    kinds = {o["kind"] for o in objs}
+    assert {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ScaledObject",
+            "TriggerAuthentication"} <= kinds
+    assert k8s_cluster.kubectl_json("get", "prometheusrules", "-n", ns)["items"]
+    assert k8s_cluster.kubectl_json("get", "scaledobjects.keda.sh", "-n", ns)["items"]
