@@ -84,11 +84,16 @@ class Gallery:
         sims = embeddings.astype(np.float32, copy=False) @ self.matrix.T  # (B, M)
         m = sims.shape[1]
         k = max(1, min(k, m))
-        if k == 1:
-            top = np.argmax(sims, axis=1)[:, None]
-        else:
-            top = np.argpartition(sims, m - k, axis=1)[:, m - k:]  # (B, k) unordered
-        top_sims = np.take_along_axis(sims, top, axis=1)
+        rows = np.arange(b)
+        # k argmax passes (masking each winner) beat argpartition by far for small k.
+        top = np.empty((b, k), np.int64)
+        top_sims = np.empty((b, k), np.float32)
+        for j in range(k):
+            idx = np.argmax(sims, axis=1)
+            top[:, j] = idx
+            top_sims[:, j] = sims[rows, idx]
+            if j + 1 < k:
+                sims[rows, idx] = -np.inf
         top_labels = self.labels[top]
         same = top_labels[:, :, None] == top_labels[:, None, :]  # (B, k, k)
         weights = np.clip(top_sims, 0.0, None)
@@ -97,7 +102,6 @@ class Gallery:
         best_vote = votes.max(axis=1, keepdims=True)
         contenders = np.where(np.isclose(votes, best_vote), top_sims, -np.inf)
         winner = np.argmax(contenders, axis=1)
-        rows = np.arange(b)
         person = top_labels[rows, winner]
         winner_mask = same[rows, winner]  # (B, k): neighbours of the winning person
         scores = np.where(winner_mask, top_sims, -np.inf).max(axis=1).astype(np.float32)
