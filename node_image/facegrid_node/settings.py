@@ -1,0 +1,133 @@
+"""Settings of the edge node agent: one pydantic-settings class, env prefix ``FACEGRID_``.
+
+Every field can be given on the command line (``facegrid node --…``) or in the
+environment (``FACEGRID_NODE_ID``, ``FACEGRID_REDIS_URL``, …); the CLI builds
+one :class:`NodeSettings` and passes it down.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+NODE_ID_PATTERN = r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"
+MODEL_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+#: Embedding model ids (a gallery built with one must never be matched with another).
+CASIA_MODEL_ID = "facenet-casia-webface"
+VGGFACE2_MODEL_ID = "facenet-vggface2"
+
+
+def cache_dir() -> Path:
+    """``${FACEGRID_CACHE:-~/.cache/facegrid}``."""
+    return Path(os.environ.get("FACEGRID_CACHE") or Path.home() / ".cache" / "facegrid")
+
+
+def test_weights_path() -> Path:
+    """Where ``facegrid models ensure-test-weights`` writes the converted CASIA weights."""
+    return cache_dir() / "weights" / f"{CASIA_MODEL_ID}.pt"
+
+
+class NodeSettings(BaseSettings):
+    """Configuration of one camera node."""
+
+    model_config = SettingsConfigDict(env_prefix="FACEGRID_", extra="ignore",
+                                      populate_by_name=True)
+
+    # --- identity and peers -------------------------------------------------
+    node_id: str = Field("node-1", pattern=NODE_ID_PATTERN,
+                         description="DNS-1123 name of this node (the CameraNode name).")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding the stream.")
+    server_url: str = Field("http://127.0.0.1:8000", description="facegrid API server.")
+    token_file: Path = Field(Path("token"), description="File holding the node JWT; re-read "
+                             "when it changes (rotation without restart).")
+    timezone: str = Field("UTC", description="IANA time zone of the camera site.")
+
+    # --- camera -------------------------------------------------------------
+    camera: str = Field("0", description="Webcam index, /dev/videoN, rtsp://… or http://… URL, "
+                        "video file or folder of images.")
+    loop: bool = Field(False, description="Loop a video file or image folder.")
+    realtime: bool = Field(True, description="Pace files at their own frame rate.")
+    source_fps: float = Field(25.0, gt=0, le=120, description="Rate for image folders.")
+    camera_timeout_s: float = Field(5.0, gt=0, description="No frame for this long: camera down.")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between reconnects.")
+
+    # --- model --------------------------------------------------------------
+    weights: str = Field("vggface2", description="'vggface2' (facenet-pytorch pretrained, "
+                         "downloaded once), 'casia-webface' (converted test weights) or a "
+                         "state_dict file.")
+    model_id: str | None = Field(None, description="Model id for a --weights file "
+                                 "(default: the file name without suffix).")
+    min_face_size: int = Field(40, ge=12, le=1000, description="MTCNN minimum face, pixels.")
+    margin: int = Field(20, ge=0, le=100, description="Crop margin in 160×160 pixels.")
+    detect_max_side: int = Field(640, ge=0, description="Downscale frames so their longer "
+                                 "side is at most this before MTCNN (0: never).")
+    det_threshold: float = Field(0.92, ge=0, le=1, description="Minimum face probability.")
+    threads: int = Field(0, ge=0, le=256, description="torch threads (0: one per core).")
+
+    # --- quality and idle ---------------------------------------------------
+    dark_threshold: float = Field(25.0, ge=0, le=255, description="Mean brightness below "
+                                  "which a frame is too dark.")
+    dark_window: int = Field(5, ge=1, le=1000, description="Frames averaged for darkness.")
+    motion_threshold: float = Field(0.004, ge=0, le=1, description="Share of changed pixels "
+                                    "on the small grey frame that counts as motion.")
+    idle_after_s: float = Field(30.0, ge=0, description="No motion and no face this long: idle.")
+    idle_fps: float = Field(2.0, gt=0, le=60, description="Capture rate while idle.")
+    max_fps: float = Field(30.0, gt=0, le=240, description="Capture rate cap while active.")
+
+    # --- tracking and sending ------------------------------------------------
+    iou_threshold: float = Field(0.3, gt=0, lt=1, description="IoU to continue a track.")
+    detect_every: int = Field(3, ge=1, le=100, description="Run the detector every N frames "
+                              "while tracks are stable (1: every frame).")
+    reembed_every: int = Field(10, ge=1, le=10000, description="Re-embed a track every K "
+                               "detections.")
+    reembed_iou: float = Field(0.6, gt=0, le=1, description="Re-embed when the box's IoU with "
+                               "the last embedded box falls below this.")
+    send_distance: float = Field(0.25, gt=0, le=2, description="Send again when a track's "
+                                 "embedding moved more than this cosine distance.")
+    resend_interval_s: float = Field(60.0, gt=0, description="Send a track again after this.")
+    track_max_age_s: float = Field(1.5, gt=0, description="Forget a track unseen this long.")
+
+    # --- transport -----------------------------------------------------------
+    stream_maxlen: int = Field(100_000, ge=100, description="Approximate MAXLEN of the stream.")
+    buffer_size: int = Field(1000, ge=1, le=1_000_000, description="Events kept while Redis "
+                             "is away.")
+    max_event_age_s: float = Field(300.0, gt=0, description="Buffered events older than this "
+                                   "are dropped.")
+    heartbeat_interval_s: float = Field(5.0, gt=0, le=3600)
+    http_timeout_s: float = Field(5.0, gt=0, le=120)
+
+    # --- ops -----------------------------------------------------------------
+    metrics_port: int = Field(9100, ge=0, le=65535, description="/metrics, /healthz, /readyz "
+                              "(0: off).")
+    metrics_host: str = Field("0.0.0.0")
+    show: bool = Field(False, description="Preview window with green/red boxes (needs a display).")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {v!r}") from None
+        return v
+
+    @field_validator("model_id")
+    @classmethod
+    def _model(cls, v: str | None) -> str | None:
+        if v is not None and not MODEL_ID_RE.match(v):
+            raise ValueError(f"model id {v!r} must match {MODEL_ID_RE.pattern}")
+        return v
+
+    @model_validator(mode="after")
+    def _urls(self) -> NodeSettings:
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        if not self.server_url.startswith(("http://", "https://")):
+            raise ValueError("server_url must start with http:// or https://")
+        return self
