@@ -107,6 +107,22 @@ def start_operator(kubeconfig: Path, env_from_chart: dict[str, str], log: Path):
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def wait_alive(proc: subprocess.Popen, log: Path, pred, what: str, timeout: float = 90):
+    """Poll ``pred`` like wait_until, but fail at once, with the operator's log,
+    if the operator process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"facegrid operator exited {proc.returncode} while waiting for "
+                        f"{what}:\n{log.read_text()[-6000:]}", pytrace=False)
+        res = pred()
+        if res:
+            return res
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}; operator log:\n"
+                f"{log.read_text()[-6000:]}", pytrace=False)
+
+
 def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -174,9 +190,9 @@ def test_install_operator_camera_upgrade_uninstall(k8s_cluster, ns, tmp_path):
     log = tmp_path / "operator.log"
     proc = start_operator(kubeconfig, env, log)
     try:
-        wait_until(lambda: k8s_cluster.kubectl(
+        wait_alive(proc, log, lambda: k8s_cluster.kubectl(
             "get", "configmap", f"{RELEASE}-facegrid-signing-pub", "-n", ns,
-            check=False).returncode == 0, timeout=90, what="public key ConfigMap")
+            check=False).returncode == 0, what="public key ConfigMap")
         cm = k8s_cluster.kubectl_json("get", "configmap", f"{RELEASE}-facegrid-signing-pub",
                                       "-n", ns)
         assert "BEGIN PUBLIC KEY" in cm["data"]["signing.pub"]
@@ -185,7 +201,7 @@ def test_install_operator_camera_upgrade_uninstall(k8s_cluster, ns, tmp_path):
             "apiVersion": "facegrid.io/v1alpha1", "kind": "CameraNode",
             "metadata": {"name": "door-1", "namespace": ns},
             "spec": {"host": {"nodeName": "edge-01"}, "camera": {"source": "/dev/video0"}}})
-        pod = wait_until(lambda: (pods_running(
+        pod = wait_alive(proc, log, lambda: (pods_running(
             k8s_cluster, ns, "facegrid.io/camera=door-1", 1) or [None])[0],
             timeout=120, what="the camera pod Running")
         assert pod["spec"]["nodeName"] == "edge-01"
