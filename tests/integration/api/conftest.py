@@ -91,3 +91,6 @@ def make_sighting(api):
             return row.id
 
     return make
+
+
+from fixtures.api_server import live_server  # noqa: E402, F401 (fixture)
