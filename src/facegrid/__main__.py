@@ -1,0 +1,3 @@
+from facegrid.cli import main
+
+main()

