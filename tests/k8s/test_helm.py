@@ -141,7 +141,12 @@ def chart_env(obj: dict) -> dict[str, str]:
 
 def test_install_operator_camera_upgrade_uninstall(k8s_cluster, ns, tmp_path):
     local_volumes(k8s_cluster, ns, 2)
-    k8s_cluster.helm("install", RELEASE, str(CHART), *install_args(ns), timeout=300)
+    out = k8s_cluster.helm("install", RELEASE, str(CHART), *install_args(ns), timeout=300).stdout
+    # NOTES.txt: how to reach the server, get the admin token, add a camera.
+    assert f"port-forward svc/{RELEASE}-facegrid-server 8000:8000" in out
+    assert f"get secret {RELEASE}-facegrid-admin" in out and "kind: CameraNode" in out
+    served = "monitoring.coreos.com/v1" in k8s_cluster.kubectl("api-versions").stdout
+    assert ("were not\nfound" in out) is not served  # the notes say when monitors are off
 
     # Every object of the release exists in the cluster (accepted by the API server).
     objs = release_objects(k8s_cluster, ns)
@@ -323,11 +328,11 @@ def test_monitoring_and_keda_objects_accepted_with_their_crds(k8s_cluster, ns):
         k8s_cluster.kubectl("wait", "--for=condition=Established",
                             f"crd/{crd['metadata']['name']}", "--timeout=60s")
     time.sleep(2)  # let discovery catch up before helm reads .Capabilities
-    k8s_cluster.helm("install", RELEASE, str(CHART), "-n", ns, "--wait", "--timeout", "240s",
-                     "--set", "redis.persistence.enabled=false",
-                     "--set", "postgresql.persistence.enabled=false",
-                     "--set", "crds.install=false",
-                     "--set", "worker.keda.enabled=true", timeout=300)
+    out = k8s_cluster.helm(
+        "install", RELEASE, str(CHART), "-n", ns, "--wait", "--timeout", "240s",
+        "--set", "redis.persistence.enabled=false", "--set", "postgresql.persistence.enabled=false",
+        "--set", "crds.install=false", "--set", "worker.keda.enabled=true", timeout=300).stdout
+    assert "scales with KEDA" in out and "were not\nfound" not in out
     objs = release_objects(k8s_cluster, ns)
     kinds = {o["kind"] for o in objs}
     assert {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ScaledObject",
