@@ -36,7 +36,7 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     # Resources are known up front (the chart installs the CRD first): no CRD or
     # Namespace watching, so no RBAC for them.
     ks.scanning.disabled = True
-    ks.posting.level = logging.INFO
+    ks.posting.level = logging.WARNING  # Events for problems only: fewer API writes
     ks.execution.max_workers = 16
     ks.networking.request_timeout = 60
     return ks

@@ -32,6 +32,14 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
                 with contextlib.suppress(kopf.PermanentError):  # still invalid: status says why
                     deploy(ctx, body)
             return
+        generation = body.get("metadata", {}).get("generation")
+        observed = (body.get("status") or {}).get("observedGeneration")
+        if phase and observed is not None and generation != observed \
+                and (namespace, name) not in ctx.reconciled:
+            # A spec change this process never handled (e.g. made while the operator was
+            # restarting between kopf's progress and diff-base writes): apply it now.
+            with contextlib.suppress(kopf.PermanentError):
+                deploy(ctx, body)
         cond, extra = reconcile.heartbeat_view(ctx, name)
         try:
             reconcile.sync_status(ctx, namespace, name, updates={Cond.HEARTBEATING: cond},
