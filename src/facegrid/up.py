@@ -199,8 +199,11 @@ class Stack:
         self.spawn("server", self.facegrid("server", "--host", p.host, "--port", str(p.port)),
                    env)
         self.wait_ready()
-        self.spawn("worker", self.facegrid("worker"),
-                   env | {"FACEGRID_METRICS_PORT": str(free_port())})
+        worker_env = env | {"FACEGRID_METRICS_PORT": str(free_port())}
+        model = self.model_id()
+        if model:
+            worker_env["FACEGRID_MODEL"] = model
+        self.spawn("worker", self.facegrid("worker"), worker_env)
         if p.enroll_dir is not None:
             self.echo(f"enrolling {p.enroll_dir} …")
             r = subprocess.run(self.facegrid("enroll", str(p.enroll_dir), "--server",
@@ -227,6 +230,16 @@ class Stack:
             self.spawn(node_id, self.facegrid("node", *self.weights_args()), node_env,
                        essential=p.loop)
 
+    def model_id(self) -> str | None:
+        """The embedding model id the nodes will use (the worker must match it)."""
+        if not self.plan.weights:
+            return None
+        try:
+            from facegrid_node.faces import resolve_weights
+        except ImportError:
+            return None
+        return resolve_weights(self.plan.weights)[0]
+
     def weights_args(self) -> list[str]:
         return ["--weights", self.plan.weights] if self.plan.weights else []
 
@@ -247,9 +260,9 @@ class Stack:
 
     def run(self, duration: float | None = None) -> int:
         signal.signal(signal.SIGTERM, lambda *_: self._stopping.set())
-        deadline = None if duration is None else time.monotonic() + duration
         try:
             self.start()
+            deadline = None if duration is None else time.monotonic() + duration
             self.echo(f"\nfacegrid is up: dashboard {self.plan.server_url}/  "
                       f"(admin token in {self.plan.state_dir / 'admin-token'})")
             self.echo(f"API docs {self.plan.server_url}/docs · logs in {self.logs} · "
