@@ -319,12 +319,29 @@ def test_schema_refuses_bad_values(helm, setting, needle):
     assert "schema" in p.stderr and needle in p.stderr, p.stderr
 
 
-def test_values_file_fully_commented():
-    """Every leaf key of values.yaml has a comment on or above it in its block."""
+def test_values_documented_and_schema_covers_them():
+    """Every top-level key of values.yaml has a comment right above it, and the
+    schema knows every key (additionalProperties false refuses typos)."""
     lines = (CHART / "values.yaml").read_text().splitlines()
-    assert sum(1 for line in lines if line.lstrip().startswith("#")) >= 80
+    for i, line in enumerate(lines):
+        if line and not line.startswith((" ", "#")):
+            above = lines[i - 1].strip() if i else ""
+            assert above.startswith("#"), f"values.yaml: top-level {line!r} has no comment"
+    values = yaml.safe_load("\n".join(lines))
     schema = json.loads((CHART / "values.schema.json").read_text())
-    assert set(schema["properties"]) == set(yaml.safe_load("\n".join(lines)))
+    import jsonschema
+
+    jsonschema.validate(values, schema)
+
+    def walk(node, sch, path):
+        if "$ref" in sch:
+            sch = schema["definitions"][sch["$ref"].rsplit("/", 1)[1]]
+        if isinstance(node, dict) and sch.get("additionalProperties") is False:
+            assert set(node) == set(sch["properties"]), path
+            for k, v in node.items():
+                walk(v, sch["properties"][k], f"{path}.{k}")
+
+    walk(values, schema, "values")
 
 
 def test_helm_test_hook_curls_readyz(render):
