@@ -272,25 +272,33 @@ seccompProfile:
   value: {{ .Values.logLevel | quote }}
 {{- end }}
 
-{{/* RBAC rules of the operator in the namespaces whose CameraNodes it runs. */}}
+{{/* RBAC rules of the operator in the namespaces whose CameraNodes it runs
+     (the same least-privilege rules as operator/deploy/rbac.yaml). */}}
 {{- define "facegrid.operator.watchRules" -}}
 - apiGroups: [facegrid.io]
   resources: [cameranodes]
-  verbs: [get, list, watch, patch, update]
+  verbs: [get, list, watch, patch]
 - apiGroups: [facegrid.io]
   resources: [cameranodes/status]
-  verbs: [get, patch, update]
-# Each CameraNode's token Secret (no list/watch: the operator reads them by name).
-- apiGroups: [""]
-  resources: [secrets]
-  verbs: [get, create, patch, update, delete]
+  verbs: [get, patch]
+# Owner references with blockOwnerDeletion on the node Deployment and token Secret.
+- apiGroups: [facegrid.io]
+  resources: [cameranodes/finalizers]
+  verbs: [update]
+# The node Deployment (children go with their CameraNode: garbage collector, no delete).
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, create, patch]
+# Each CameraNode's token Secret, by name only (no list/watch).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, create, update]
+# Where the node pod landed and whether it is ready.
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
+# kopf reports handler problems as Events.
 - apiGroups: ["", events.k8s.io]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 {{- end }}

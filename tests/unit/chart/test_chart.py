@@ -356,3 +356,29 @@ def test_chart_files_are_yaml_or_templates():
     for p in Path(CHART).rglob("*"):
         if p.suffix in (".yaml", ".yml") and "templates" not in p.parts:
             list(yaml.safe_load_all(p.read_text()))
+
+
+def permissions(docs: list[dict]) -> set[tuple]:
+    """(apiGroup, resource, verb, resourceName or '*') granted by Roles/ClusterRoles."""
+    out = set()
+    for d in docs:
+        if d["kind"] not in ("Role", "ClusterRole"):
+            continue
+        for r in d["rules"]:
+            for g in r["apiGroups"]:
+                for res in r["resources"]:
+                    for v in r["verbs"]:
+                        for n in r.get("resourceNames") or ["*"]:
+                            out.add((g, res, v, n))
+    return out
+
+
+def test_operator_rbac_equals_operator_deploy_rbac(helm):
+    """The chart grants the operator exactly the rules of operator/deploy/rbac.yaml
+    (the operator's own least-privilege list), no more, no less."""
+    docs = helm.template(release="facegrid", namespace="facegrid")
+    chart = permissions([d for d in docs if "operator" in d["metadata"]["name"]])
+    ref = permissions([d for d in yaml.safe_load_all(
+        (REPO / "operator" / "deploy" / "rbac.yaml").read_text()) if d])
+    assert chart == ref, {"only in chart": sorted(chart - ref),
+                          "only in operator/deploy": sorted(ref - chart)}
