@@ -1,0 +1,97 @@
+"""The Redis start-up of the chart and of compose.yaml, run for real with
+redis-server: the password is required, it never appears on the command line,
+AOF is on and eviction is off."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+import yaml
+from fixtures.servers import free_port
+from unit.chart.chartlib import REPO, by_kind
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "Zq8sPLr2x7Kd0aWm"
+
+
+def start(cmd: str, env: dict, port: int) -> subprocess.Popen:
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed")
+    return subprocess.Popen(["sh", "-c", cmd], env={"PATH": "/usr/bin:/bin", **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def check_running(proc: subprocess.Popen, port: int, data_dir) -> None:
+    deadline = time.monotonic() + 20
+    client = redis.Redis(port=port, password=PASSWORD)
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(proc.stdout.read().decode()) from None
+            time.sleep(0.1)
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=port).ping()
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=port, password="wrong").ping()
+    assert client.config_get("appendonly")["appendonly"] == "yes"
+    assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+    client.xadd("facegrid:events", {"v": "1"})
+    # The password is not in the server's command line (what `ps` shows).
+    cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
+    assert PASSWORD not in cmdline and "redis-server" in cmdline
+    deadline = time.monotonic() + 10
+    while not list(data_dir.rglob("*.aof")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(data_dir.rglob("*.aof")), "no append-only file written"
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_chart_redis_starts_with_password_and_aof(helm, tmp_path):
+    docs = helm.template()
+    conf = by_kind(docs, "ConfigMap")["fg-facegrid-redis"]["data"]["redis.conf"]
+    sts = by_kind(docs, "StatefulSet")["fg-facegrid-redis"]
+    (container,) = sts["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["sh", "-c"]
+    (script,) = container["args"]
+    etc, run, data = tmp_path / "etc", tmp_path / "run", tmp_path / "data"
+    for d in (etc, run, data):
+        d.mkdir()
+    port = free_port()
+    conf = conf.replace("/run/redis", str(run)).replace("dir /data", f"dir {data}")
+    conf = conf.replace("port 6379", f"port {port}\nbind 127.0.0.1")
+    (etc / "redis.conf").write_text(conf)
+    script = script.replace("/run/redis", str(run)).replace("/etc/redis", str(etc))
+    proc = start(script, {"REDIS_PASSWORD": PASSWORD}, port)
+    try:
+        check_running(proc, port, data)
+    finally:
+        stop(proc)
+
+
+def test_compose_redis_starts_with_password_and_aof(tmp_path):
+    svc = yaml.safe_load((REPO / "compose.yaml").read_text())["services"]["redis"]
+    assert svc["command"][:2] == ["sh", "-c"]
+    data, tmp = tmp_path / "data", tmp_path / "tmp"
+    data.mkdir()
+    tmp.mkdir()
+    port = free_port()
+    script = svc["command"][2].replace("$$", "$").replace("/tmp/", f"{tmp}/")
+    script = script.replace("--dir /data", f"--dir {data} --port {port} --bind 127.0.0.1")
+    proc = start(script, {"REDIS_PASSWORD": PASSWORD}, port)
+    try:
+        check_running(proc, port, data)
+    finally:
+        stop(proc)
