@@ -82,6 +82,8 @@ def test_nodes_ready_with_edge_labels_and_taints(k8s_cluster):
     for n in nodes.values():
         ready = [c for c in n["status"]["conditions"] if c["type"] == "Ready"]
         assert ready and ready[0]["status"] == "True", n["metadata"]["name"]
+        kv = k8s_cluster.versions["KUBERNETES_VERSION"]
+        assert n["status"]["nodeInfo"]["kubeletVersion"] == kv
 
 
 def test_deployment_scheduled_onto_edge_02_and_running(k8s_cluster, ns):
