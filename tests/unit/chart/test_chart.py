@@ -382,3 +382,41 @@ def test_operator_rbac_equals_operator_deploy_rbac(helm):
         (REPO / "operator" / "deploy" / "rbac.yaml").read_text()) if d])
     assert chart == ref, {"only in chart": sorted(chart - ref),
                           "only in operator/deploy": sorted(ref - chart)}
+
+
+@pytest.mark.parametrize("values", [[], *[[v] for v in VALUES_FILES]],
+                         ids=["defaults", *VALUES_FILES])
+def test_rendered_env_builds_each_settings_class(render, values, monkeypatch, tmp_path):
+    """Each component's Settings accepts the env the chart gives it (Secret values
+    resolved from the rendered Secrets; mounted files written to tmp)."""
+    from facegrid_operator.settings import OperatorSettings
+    from facegrid_services.api.settings import ServerSettings
+    from facegrid_services.worker.settings import WorkerSettings
+
+    docs = render(values=values)
+    secrets = {n: s.get("stringData", {}) for n, s in by_kind(docs, "Secret").items()}
+    (tmp_path / "signing.pub").write_text("unused")
+    (tmp_path / "token").write_text("a" * 48)
+    classes = {"server": ServerSettings, "worker": WorkerSettings, "operator": OperatorSettings}
+    for component, cls in classes.items():
+        spec = by_kind(docs, "Deployment")[f"fg-facegrid-{component}"]["spec"]["template"]["spec"]
+        with monkeypatch.context() as m:
+            for e in spec["containers"][0]["env"]:
+                if "value" in e:
+                    value = e["value"]
+                elif "secretKeyRef" in e["valueFrom"]:
+                    ref = e["valueFrom"]["secretKeyRef"]
+                    value = secrets.get(ref["name"], {}).get(ref["key"], "postgresql://x@y/z")
+                else:  # fieldRef: metadata.namespace
+                    value = "facegrid"
+                if value.startswith("/etc/facegrid/"):
+                    value = str(tmp_path / Path(value).name)
+                m.setenv(e["name"], value)
+            settings = cls()
+        if hasattr(settings, "log_level"):
+            assert settings.log_level == "INFO"
+        if component == "operator":
+            assert settings.admin_secret() == "a" * 48
+            assert settings.node_redis_url_secret.endswith(":redis-url")
+        if component == "server":
+            assert settings.port == 8000 and settings.admin_secret() == "a" * 48
