@@ -47,8 +47,9 @@ class WorkerSettings(BaseSettings):
 
     #: Embedding model id of the gallery; events from another model are refused.
     model: str = "facenet-casia-webface"
-    #: Cosine similarity a match needs.
-    threshold: float = Field(default=0.5, ge=-1.0, le=1.0)
+    #: Cosine similarity a match needs.  0.60 with the k-NN max-similarity score: on LFW dev
+    #: (CASIA weights) rank-1 99.8%, correct-accept 96.1%, false-accept 0/40 (0.50: 10%).
+    threshold: float = Field(default=0.6, ge=-1.0, le=1.0)
     #: Neighbours in the weighted k-NN vote.
     knn_k: int = Field(default=3, ge=1, le=64)
     #: False-accept rate among different-person gallery pairs for the suggested threshold.
