@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import shutil
-import tempfile
 import threading
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,23 +15,8 @@ from facegrid_services.store.models import Embedding, Person, Sighting
 from facegrid_services.worker.consumer import Worker
 from facegrid_services.worker.settings import WorkerSettings
 from facegrid_services.worker.synthetic import EventFactory
-from fixtures.servers import PostgresServer, missing
 
 from facegrid import keys, tokens
-
-
-@pytest.fixture(scope="session")
-def postgres_server():
-    """Override: the shared fixture puts the cluster under pytest's 0700 temp folders, which
-    the ``postgres`` user cannot traverse when tests run as root; use a /tmp folder instead."""
-    base = Path(tempfile.mkdtemp(prefix="facegrid-worker-pg-"))
-    srv = PostgresServer(base / "cluster")
-    if srv.bindir is None:
-        missing("PostgreSQL (initdb)")
-    srv.start()
-    yield srv
-    srv.stop()
-    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
