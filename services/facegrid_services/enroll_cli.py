@@ -26,6 +26,9 @@ def enroll(
     ] = "casia-webface",
     min_face_size: Annotated[int, typer.Option(help="Smallest face in pixels.")] = 20,
     margin: Annotated[int, typer.Option(help="Crop margin in pixels (as the nodes).")] = 20,
+    threads: Annotated[int, typer.Option(
+        help="torch threads (0: one per core). 1 is the default: on a busy machine more "
+             "threads than free cores made embedding 20x slower here.")] = 1,
 ) -> None:
     """Enroll DIR/<person>/<photos>: faces are embedded here, only embeddings are uploaded.
 
@@ -59,7 +62,8 @@ def enroll(
     try:
         summary = logic.enroll(
             people, client,
-            lambda: load_analyzer(weights, min_face_size=min_face_size, margin=margin),
+            lambda: load_analyzer(weights, min_face_size=min_face_size, margin=margin,
+                                  threads=threads),
             model,
             progress=lambda it: tqdm(list(it), desc="embedding", unit="photo", file=sys.stderr))
     except logic.EnrollError as e:

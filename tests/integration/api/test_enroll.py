@@ -21,7 +21,7 @@ def run_enroll(directory: Path, server) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(exe), "enroll", str(directory), "--server", server.url,
          "--admin-token", server.admin_token],
-        capture_output=True, text=True, timeout=900)
+        capture_output=True, text=True, timeout=2400)
 
 
 def test_enroll_lfw_dev_twice(live_server, shared_data, test_weights):
