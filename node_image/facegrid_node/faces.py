@@ -230,29 +230,35 @@ def load_resnet(path: Path | None) -> torch.nn.Module:
                                "with a local state_dict file") from e
     model = InceptionResnetV1(pretrained=None, classify=False)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        # mmap + assign: the weights stay file-backed pages, not a second anonymous copy.
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:
         raise WeightsError(f"{path} is not a torch state_dict: {e}") from e
     if not isinstance(state, dict):
         raise WeightsError(f"{path} holds a {type(state).__name__}, not a state_dict")
     state = {k: v for k, v in state.items() if not k.startswith("logits.")}
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as e:
         raise WeightsError(f"{path} does not fit InceptionResnetV1: {e}") from e
     return model.eval()
 
 
 def set_threads(threads: int) -> int:
-    """torch intra-op threads: ``threads`` or, with 0, one per available core."""
+    """torch intra-op threads: ``threads``, or with 0 one per available core but one.
+
+    The core left over runs capture, decoding and the Redis/HTTP threads; on a
+    busy 2-core box two OpenMP threads fighting those cost 3–4× per inference.
+    """
     import os
 
     import torch
 
     n = threads
     if not n:
-        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
             os.cpu_count() or 1)
+        n = max(1, cores - 1)
     torch.set_num_threads(max(1, n))
     return torch.get_num_threads()
 

@@ -68,7 +68,7 @@ class NodeSettings(BaseSettings):
     detect_max_side: int = Field(640, ge=0, description="Downscale frames so their longer "
                                  "side is at most this before MTCNN (0: never).")
     det_threshold: float = Field(0.92, ge=0, le=1, description="Minimum face probability.")
-    threads: int = Field(0, ge=0, le=256, description="torch threads (0: one per core).")
+    threads: int = Field(0, ge=0, le=256, description="torch threads (0: cores − 1, at least 1).")
 
     # --- quality and idle ---------------------------------------------------
     dark_threshold: float = Field(25.0, ge=0, le=255, description="Mean brightness below "
