@@ -73,8 +73,10 @@ class _Pacer:
 class OpenCVSource:
     """Webcams, devices, network streams and video files through cv2.VideoCapture."""
 
-    def __init__(self, spec: str, *, loop: bool = False, realtime: bool = True) -> None:
+    def __init__(self, spec: str, *, loop: bool = False, realtime: bool = True,
+                 timeout_s: float = 5.0) -> None:
         self.spec = spec
+        self.timeout_s = timeout_s
         self.description = redact(spec)
         self.loop = loop
         self.realtime = realtime
@@ -90,7 +92,13 @@ class OpenCVSource:
         target: int | str = int(self.spec) if self.spec.isdigit() else self.spec
         if self.is_file and not Path(self.spec).is_file():
             raise SourceError(f"video file {self.spec} does not exist")
-        cap = cv2.VideoCapture(target)
+        if isinstance(target, str) and "://" in target:
+            # A stalled network stream must fail a read, not block the node forever.
+            ms = int(self.timeout_s * 1000)
+            cap = cv2.VideoCapture(target, cv2.CAP_ANY, [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        else:
+            cap = cv2.VideoCapture(target)
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"cannot open camera {self.description}")
@@ -169,11 +177,11 @@ class FolderSource:
 
 
 def open_source(spec: str, *, loop: bool = False, realtime: bool = True,
-                fps: float = 25.0) -> FrameSource:
+                fps: float = 25.0, timeout_s: float = 5.0) -> FrameSource:
     """The right :class:`FrameSource` for a camera spec (not opened yet)."""
     if "://" not in spec and Path(spec).is_dir():
         return FolderSource(Path(spec), fps=fps, loop=loop, realtime=realtime)
-    return OpenCVSource(spec, loop=loop, realtime=realtime)
+    return OpenCVSource(spec, loop=loop, realtime=realtime, timeout_s=timeout_s)
 
 
 class CameraMonitor:
