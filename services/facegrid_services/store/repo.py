@@ -10,11 +10,14 @@ concurrent replicas commute.  The same SQL runs on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Date, bindparam, false, select, text
+from sqlalchemy import Connection, false, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -24,7 +27,7 @@ from facegrid_services.attendance import (
     is_intrusion,
 )
 from facegrid_services.store import db
-from facegrid_services.store.models import Alert, Embedding, RevokedToken, Sighting, UTCDateTime
+from facegrid_services.store.models import Alert, Embedding, RevokedToken, Sighting
 
 log = logging.getLogger(__name__)
 _MIGRATION_LOCK_ID = 0x66616365  # "face": serialises replicas migrating one PostgreSQL
@@ -48,6 +51,12 @@ def migrate_locked(url: str) -> None:
         engine.dispose()
 
 
+def gallery_models(session: Session) -> dict[str, int]:
+    """Embedding model ids in the gallery and how many embeddings each has."""
+    q = select(Embedding.model, func.count()).group_by(Embedding.model)
+    return {m: int(n) for m, n in session.execute(q)}
+
+
 def gallery_rows(session: Session, model: str) -> list[tuple[int, bytes]]:
     """``(person_id, vector)`` of every enrolled embedding of ``model``."""
     q = select(Embedding.person_id, Embedding.vector).where(Embedding.model == model)
@@ -58,22 +67,86 @@ def revoked_jtis(session: Session) -> list[str]:
     return list(session.scalars(select(RevokedToken.jti)))
 
 
-def _insert(conn: Connection):
+#: Column order of the rows :func:`insert_sightings` takes.
+SIGHTING_COLUMNS = (
+    "event_id", "stream_id", "node_id", "person_id", "recognised", "score", "threshold",
+    "model", "lamport", "utc_timestamp", "local_time", "timezone", "timezone_offset",
+    "drift_offset_ms", "corrected_utc", "track_id", "box", "det_confidence", "quality",
+    "received_at",
+)
+_TIME_COLUMNS = tuple(SIGHTING_COLUMNS.index(c)
+                      for c in ("utc_timestamp", "corrected_utc", "received_at"))
+_BOX, _QUALITY = SIGHTING_COLUMNS.index("box"), SIGHTING_COLUMNS.index("quality")
+#: Rows per multi-row INSERT: 20 parameters each stays far below SQLite's 32,766.
+_INSERT_CHUNK = 500
+
+
+def _dialect(conn: Connection) -> str:
     name = conn.dialect.name
-    if name == "postgresql":
-        return postgresql.insert(Sighting.__table__)
-    if name == "sqlite":
-        return sqlite.insert(Sighting.__table__)
-    raise RuntimeError(f"unsupported database dialect {name!r}")
+    if name not in ("sqlite", "postgresql"):
+        raise RuntimeError(f"unsupported database dialect {name!r}")
+    return name
 
 
-def insert_sightings(conn: Connection, rows: Sequence[dict]) -> set[str]:
-    """Insert sightings, skipping event ids already stored; returns the ids inserted."""
+def _sqlite_time(t: datetime) -> str:
+    """An aware instant exactly as SQLAlchemy's SQLite DATETIME stores it (naive UTC text)."""
+    if t.tzinfo is None:
+        raise ValueError("naive datetime: store aware UTC instants only")
+    return t.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _box_json(box) -> str:
+    x1, y1, x2, y2 = box
+    return f"[{x1:d}, {y1:d}, {x2:d}, {y2:d}]"  # json.dumps' text, without its cost
+
+
+def _quality_json(q) -> str:
+    brightness, blur = float(q[0]), float(q[1])
+    if not (math.isfinite(brightness) and math.isfinite(blur)):
+        raise ValueError("quality values must be finite")
+    return f'{{"brightness": {brightness!r}, "blur": {blur!r}}}'  # repr = JSON for finite
+
+
+@functools.cache
+def _insert_sql(dialect: str, n: int) -> str:
+    cols = ", ".join(SIGHTING_COLUMNS)
+    if dialect == "sqlite":
+        one = "(" + ", ".join("?" * len(SIGHTING_COLUMNS)) + ")"
+    else:  # psycopg: JSON columns need an explicit cast from text
+        one = "(" + ", ".join("CAST(%s AS JSON)" if c in ("box", "quality") else "%s"
+                              for c in SIGHTING_COLUMNS) + ")"
+    return (f"INSERT INTO sightings ({cols}) VALUES {', '.join([one] * n)}"
+            " ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+
+
+def insert_sightings(conn: Connection, rows: Sequence[Sequence]) -> set[str]:
+    """Insert sightings, skipping event ids already stored; returns the ids inserted.
+
+    ``rows`` are tuples in :data:`SIGHTING_COLUMNS` order with Python values:
+    aware datetimes, ``box`` a 4-int sequence, ``quality`` a ``(brightness,
+    blur)`` pair.  One multi-row ``INSERT … ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id`` per 500 rows, straight to the driver: SQLAlchemy's
+    per-value type processing cost more than the insert itself.  Values are
+    written exactly as the ORM types would write them (tested).
+    """
     if not rows:
         return set()
-    stmt = (_insert(conn).on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(Sighting.__table__.c.event_id))
-    return set(conn.execute(stmt, list(rows)).scalars())
+    dialect = _dialect(conn)
+    out: set[str] = set()
+    for start in range(0, len(rows), _INSERT_CHUNK):
+        chunk = rows[start:start + _INSERT_CHUNK]
+        params: list = []
+        for r in chunk:
+            r = list(r)
+            if dialect == "sqlite":
+                for i in _TIME_COLUMNS:
+                    r[i] = _sqlite_time(r[i])
+            r[_BOX] = _box_json(r[_BOX])
+            r[_QUALITY] = _quality_json(r[_QUALITY])
+            params += r
+        res = conn.exec_driver_sql(_insert_sql(dialect, len(chunk)), tuple(params))
+        out.update(row[0] for row in res)
+    return out
 
 
 _EARLIER = ("(excluded.check_in < attendance.check_in OR (excluded.check_in = attendance.check_in"
@@ -86,7 +159,7 @@ def _pick(cond: str, col: str) -> str:
     return f"{col} = CASE WHEN {cond} THEN excluded.{col} ELSE attendance.{col} END"
 
 
-_UPSERT_ATTENDANCE = text(
+_UPSERT_ATTENDANCE = (
     "INSERT INTO attendance (person_id, day, check_in, check_in_lamport, check_in_node,"
     " check_out, check_out_lamport, check_out_node, sightings)"
     " VALUES (:person_id, :day, :check_in, :check_in_lamport, :check_in_node,"
@@ -97,26 +170,25 @@ _UPSERT_ATTENDANCE = text(
     + ", sightings = attendance.sightings + excluded.sightings - CASE WHEN"
     " attendance.check_out >= :merge_after AND attendance.check_in <= :merge_before"
     " THEN 1 ELSE 0 END"
-).bindparams(
-    bindparam("day", type_=Date()),
-    bindparam("check_in", type_=UTCDateTime()),
-    bindparam("check_out", type_=UTCDateTime()),
-    bindparam("merge_after", type_=UTCDateTime()),
-    bindparam("merge_before", type_=UTCDateTime()),
 )
+#: psycopg's named placeholders.
+_UPSERT_ATTENDANCE_PG = re.sub(r":(\w+)", r"%(\1)s", _UPSERT_ATTENDANCE)
 
 
 def upsert_attendance(conn: Connection, updates: Iterable[AttendanceUpdate]) -> int:
+    """Merge one batch's per-(person, day) updates: one ``executemany`` of one upsert."""
+    sqlite_ = _dialect(conn) == "sqlite"
+    t = _sqlite_time if sqlite_ else (lambda v: v)
     params = [{
-        "person_id": u.person_id, "day": u.day,
-        "check_in": u.check_in, "check_in_lamport": u.check_in_lamport,
+        "person_id": u.person_id, "day": u.day.isoformat() if sqlite_ else u.day,
+        "check_in": t(u.check_in), "check_in_lamport": u.check_in_lamport,
         "check_in_node": u.check_in_node,
-        "check_out": u.check_out, "check_out_lamport": u.check_out_lamport,
+        "check_out": t(u.check_out), "check_out_lamport": u.check_out_lamport,
         "check_out_node": u.check_out_node,
-        "visits": u.visits, "merge_after": u.merge_after, "merge_before": u.merge_before,
+        "visits": u.visits, "merge_after": t(u.merge_after), "merge_before": t(u.merge_before),
     } for u in updates]
     if params:
-        conn.execute(_UPSERT_ATTENDANCE, params)
+        conn.exec_driver_sql(_UPSERT_ATTENDANCE if sqlite_ else _UPSERT_ATTENDANCE_PG, params)
     return len(params)
 
 

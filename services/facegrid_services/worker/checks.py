@@ -27,7 +27,9 @@ class Rejected(Exception):
 
 
 class EntryChecker:
-    def __init__(self, verifier: TokenVerifier, model: str) -> None:
+    """``model``: the gallery's model id, or None to accept any (empty, unpinned gallery)."""
+
+    def __init__(self, verifier: TokenVerifier, model: str | None) -> None:
         self.verifier = verifier
         self.model = model
 
@@ -40,7 +42,7 @@ class EntryChecker:
             self.verifier.verify(event.token, node_id=event.payload.node_id)
         except TokenError as e:
             raise Rejected(f"token_{e.reason.value}", e.detail) from None
-        if event.payload.model != self.model:
+        if self.model is not None and event.payload.model != self.model:
             raise Rejected(MODEL_MISMATCH, f"event model {event.payload.model!r} is not the "
                                            f"gallery's {self.model!r}")
         return event

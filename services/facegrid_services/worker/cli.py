@@ -25,7 +25,7 @@ def worker(
     threshold: Annotated[float | None, typer.Option(
         help="Cosine similarity a match needs [FACEGRID_THRESHOLD]")] = None,
     model: Annotated[str | None, typer.Option(
-        help="Embedding model id of the gallery [FACEGRID_MODEL]")] = None,
+        help="Embedding model id to match; unset: the gallery's [FACEGRID_MODEL]")] = None,
     site_timezone: Annotated[str | None, typer.Option(
         help="IANA zone that defines attendance days [FACEGRID_SITE_TIMEZONE]")] = None,
     metrics_port: Annotated[int | None, typer.Option(
@@ -34,6 +34,12 @@ def worker(
         "--migrate/--no-migrate", help="Run migrations at start [FACEGRID_MIGRATE]")] = None,
 ) -> None:
     """Classify events from the Redis stream into sightings, attendance and alerts."""
+    import os
+
+    # One BLAS thread: the (256×512)·(512×people) product per batch is faster alone than
+    # split over threads that compete with decoding and the store for the same cores.
+    # Only effective before numpy loads; an explicit OPENBLAS_NUM_THREADS wins.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import logging
     import signal
     import threading
@@ -63,7 +69,7 @@ def worker(
     from facegrid import keys
     from facegrid_services.store import repo
 
-    from .consumer import Worker
+    from .consumer import GalleryModelError, Worker
 
     if settings.migrate:
         repo.migrate_locked(settings.database_url)
@@ -84,4 +90,8 @@ def worker(
     signal.signal(signal.SIGINT, _stop)
     log.info("worker %s consuming %s as group %s", settings.consumer,
              keys.EVENTS_STREAM, keys.WORKER_GROUP)
-    worker_.run(stop)
+    try:
+        worker_.run(stop)
+    except GalleryModelError as e:
+        typer.echo(f"cannot start the worker: {e}", err=True)
+        raise typer.Exit(2) from None

@@ -22,7 +22,6 @@ Delivery guarantees
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import random
 import threading
@@ -67,6 +66,10 @@ return cur
 
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError,
              sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError)
+
+
+class GalleryModelError(RuntimeError):
+    """The gallery holds several models and FACEGRID_MODEL does not say which: fatal."""
 
 
 @dataclass(slots=True)
@@ -121,6 +124,7 @@ class Worker:
         self.checker = EntryChecker(self.verifier, settings.model)
         self.tz = ZoneInfo(settings.site_timezone)
         self.gallery = Gallery.empty(settings.model)
+        self._gallery_loaded = False
         self.suggested_threshold: float | None = None
         self._pubsub: redis.client.PubSub | None = None
         self._started = False
@@ -160,23 +164,50 @@ class Worker:
                 self._pubsub.close()
             self._pubsub = None
 
+    def _choose_model(self, models: dict[str, int]) -> str | None:
+        """The model to match: the pinned one, else the gallery's (None: empty gallery)."""
+        if self.settings.model is not None:
+            return self.settings.model
+        if len(models) <= 1:
+            return next(iter(models), None)
+        listing = ", ".join(f"{m} ({n} embeddings)" for m, n in sorted(models.items()))
+        current = self.gallery.model
+        if current in models:
+            log.error("the gallery holds embeddings of several models: %s; still matching %s."
+                      " Set FACEGRID_MODEL to the model the nodes send", listing, current)
+            return current
+        raise GalleryModelError(
+            f"the gallery holds embeddings of several models: {listing}. Set FACEGRID_MODEL "
+            "(or --model) to the model id the nodes send (their FACEGRID_WEIGHTS' model)")
+
     def reload_gallery(self) -> None:
         with self.sessions() as s:
-            rows = repo.gallery_rows(s, self.settings.model)
-        gallery = Gallery.from_rows(self.settings.model, rows)
-        self.gallery = gallery  # one reference swap: a batch uses one snapshot
-        self.suggested_threshold = gallery.suggest_threshold(self.settings.target_far)
+            model = self._choose_model(repo.gallery_models(s))
+            rows = repo.gallery_rows(s, model) if model is not None else []
+        full = Gallery.from_rows(model, rows)
+        suggested = full.suggest_threshold(self.settings.target_far)
+        gallery = full.templates_only()
+        if model != self.gallery.model or not self._gallery_loaded:
+            if model is None:
+                log.info("gallery empty and FACEGRID_MODEL unset: accepting events of any "
+                         "model, all unknown, until people are enrolled")
+            else:
+                log.info("matching model %s (%s)", model, "FACEGRID_MODEL"
+                         if self.settings.model is not None else "the gallery's embeddings")
+        # One reference swap each: a batch uses one snapshot.
+        self.gallery = gallery
+        self.checker.model = model
+        self._gallery_loaded = True
+        self.suggested_threshold = suggested
         metrics.GALLERY_EMBEDDINGS.set(gallery.size)
         metrics.GALLERY_PEOPLE.set(gallery.people)
         metrics.GALLERY_RELOADS.inc()
-        if self.suggested_threshold is not None:
-            metrics.THRESHOLD_SUGGESTED.set(self.suggested_threshold)
-            self.redis.hset(keys.THRESHOLD_GRID, "suggested",
-                            f"{self.suggested_threshold:.4f}")
-        log.info("gallery %s: %d embeddings of %d people; threshold %.3f (suggested %s)",
-                 gallery.model, gallery.size, gallery.people, self.settings.threshold,
-                 "n/a" if self.suggested_threshold is None
-                 else f"{self.suggested_threshold:.3f}")
+        if suggested is not None:
+            metrics.THRESHOLD_SUGGESTED.set(suggested)
+            self.redis.hset(keys.THRESHOLD_GRID, "suggested", f"{suggested:.4f}")
+        log.info("gallery %s: %d embeddings of %d people (templates); threshold %.3f "
+                 "(suggested %s)", gallery.model, gallery.size, gallery.people,
+                 self.settings.threshold, "n/a" if suggested is None else f"{suggested:.3f}")
 
     def refresh_revocations(self) -> None:
         with self.sessions() as s:
@@ -279,6 +310,10 @@ class Worker:
                 self.step()
                 backoff, integrity_failures = 0.1, 0
                 continue
+            except GalleryModelError as e:
+                log.error("cannot choose a model: %s", e)
+                self._close_pubsub()
+                raise
             except TRANSIENT as e:
                 stage = "redis" if isinstance(e, redis.RedisError) else "database"
                 log.warning("%s unavailable (%s); retrying in %.1f s", stage,
@@ -348,28 +383,22 @@ class Worker:
         gallery, threshold = self.gallery, self.settings.threshold
         with _stage("match"):
             if events:
-                emb = np.stack([ev.embedding for _, ev in events])
-                m = gallery.match(emb, threshold, self.settings.knn_k)
+                m = gallery.match(np.stack([ev.embedding for _, ev in events]), threshold)
             else:
                 m = gallery.match(np.zeros((0, wire.EMBEDDING_DIM), np.float32), threshold)
+            persons, scores, recognised = (m.person_ids.tolist(), m.scores.tolist(),
+                                           m.recognised.tolist())
 
         received = datetime.now(UTC)
-        rows = []
-        for i, (sid, ev) in enumerate(events):
+        rows = []  # repo.SIGHTING_COLUMNS order
+        for (sid, ev), person, score, ok in zip(events, persons, scores, recognised,
+                                                strict=True):
             p = ev.payload
-            ok = bool(m.recognised[i])
-            rows.append({
-                "event_id": p.event_id, "stream_id": sid, "node_id": p.node_id,
-                "person_id": int(m.person_ids[i]) if ok else None, "recognised": ok,
-                "score": float(m.scores[i]), "threshold": float(threshold),
-                "model": p.model, "lamport": p.lamport, "utc_timestamp": ev.node_time,
-                "local_time": p.local_time, "timezone": p.timezone,
-                "timezone_offset": p.timezone_offset, "drift_offset_ms": p.drift_offset_ms,
-                "corrected_utc": ev.corrected_at, "track_id": p.track_id, "box": list(p.box),
-                "det_confidence": p.det_confidence,
-                "quality": {"brightness": p.quality.brightness, "blur": p.quality.blur},
-                "received_at": received,
-            })
+            rows.append((
+                p.event_id, sid, p.node_id, person if ok else None, ok, score, threshold,
+                p.model, p.lamport, ev.node_time, p.local_time, p.timezone, p.timezone_offset,
+                p.drift_offset_ms, ev.corrected_at, p.track_id, p.box, p.det_confidence,
+                (p.quality.brightness, p.quality.blur), received))
 
         new_alerts: list[datetime] = []
         inserted: set[str] = set()
@@ -379,16 +408,16 @@ class Worker:
             if rows:
                 with self.engine.begin() as conn:
                     inserted = repo.insert_sightings(conn, rows)
-                    for (_sid, ev), row in zip(events, rows, strict=True):
-                        if row["event_id"] not in inserted:
+                    for (_sid, ev), person, ok in zip(events, persons, recognised, strict=True):
+                        p = ev.payload
+                        if p.event_id not in inserted:
                             continue
-                        t, _suspect = attendance_time(ev.corrected_at, received,
-                                                      self._clock_tolerance)
-                        if row["recognised"]:
-                            seen.append(Seen(row["person_id"], t, row["lamport"],
-                                             row["node_id"]))
+                        if ok:
+                            t, _suspect = attendance_time(ev.corrected_at, received,
+                                                          self._clock_tolerance)
+                            seen.append(Seen(person, t, p.lamport, p.node_id))
                         else:
-                            unknowns.append((ev.corrected_at, row["node_id"]))
+                            unknowns.append((ev.corrected_at, p.node_id))
                     repo.upsert_attendance(conn, plan_attendance(seen, self.tz, self._cooldown))
                     if unknowns:
                         new_alerts, result.alerts = repo.raise_intruder_alerts(
@@ -406,16 +435,22 @@ class Worker:
             for sid, fields, reason, detail in dead:
                 pipe.xadd(keys.DEAD_LETTER_STREAM, dead_letter_fields(sid, fields, reason, detail))
             pipe.xack(keys.EVENTS_STREAM, keys.WORKER_GROUP, *ids)
-            for i, (_sid, ev) in enumerate(events):
-                pipe.publish(keys.results_channel(ev.payload.node_id), json.dumps(
-                    {"event_id": ev.payload.event_id, "track_id": ev.payload.track_id,
-                     "recognised": bool(m.recognised[i])}, separators=(",", ":")))
+            channels: dict[str, str] = {}
+            for (_sid, ev), ok in zip(events, recognised, strict=True):
+                p = ev.payload
+                channel = channels.get(p.node_id)
+                if channel is None:
+                    channel = channels[p.node_id] = keys.results_channel(p.node_id)
+                # The JSON json.dumps(separators=(",", ":")) would write: event_id is a
+                # checked UUID and track_id an int, so nothing needs escaping.
+                pipe.publish(channel, f'{{"event_id":"{p.event_id}","track_id":{p.track_id:d},'
+                                      f'"recognised":{"true" if ok else "false"}}}')
             lamport = max((ev.payload.lamport for _, ev in events), default=None)
             if lamport is not None:
                 pipe.eval(_LAMPORT_MAX_LUA, 1, keys.LAMPORT_MAX, str(lamport))
             if result.stored:
                 stored_scores = np.asarray(
-                    [r["score"] for r in rows if r["event_id"] in inserted], np.float32)
+                    [r[5] for r in rows if r[0] in inserted], np.float32)
                 for t, n in zip(THRESHOLD_GRID, threshold_counts(stored_scores), strict=True):
                     if n:
                         pipe.hincrby(keys.THRESHOLD_GRID, f"{t:.2f}", n)
@@ -437,8 +472,8 @@ class Worker:
             metrics.ALERTS.inc(result.alerts)
         if events:
             metrics.UNKNOWN_RATIO.set(1.0 - float(m.recognised.mean()))
-            for score in m.scores:
-                metrics.MATCH_SCORE.observe(float(score))
+            for score in scores:
+                metrics.MATCH_SCORE.observe(score)
             for sid, _ in events:
                 metrics.CLASSIFY_LATENCY.observe(max(0.0, done - _stream_id_time(sid)))
         if lamport is not None and lamport > self._lamport_max:

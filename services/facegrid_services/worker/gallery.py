@@ -1,14 +1,24 @@
-"""The in-memory gallery and matching: cosine similarity, weighted k-NN vote, threshold.
+"""The in-memory gallery and matching: per-person templates, cosine similarity, threshold.
 
-A :class:`Gallery` is an immutable snapshot: a float32 matrix of every enrolled
-embedding of one model (L2-normalised rows) and the person id of each row.
-:meth:`Gallery.match` classifies a whole batch with one matrix product.
+A :class:`Gallery` is an immutable snapshot of one model's enrolled embeddings.
+Each person is represented by a *template*: the L2-normalised mean of their
+L2-normalised embeddings (MODEL_NOTES: mean-of-5 templates beat single-photo
+nearest neighbours, and a template averages out one odd photo).
+:meth:`Gallery.match` classifies a whole batch with one ``(B×512)·(512×P)``
+product over the P people (not over every enrolled photo), then one argmax per
+row: the best person, its cosine similarity as score, recognised when the score
+reaches the threshold.
+
+:meth:`Gallery.suggest_threshold` estimates, from the enrolled photos alone,
+the threshold that keeps the open-set false-accept rate at a target: each
+enrolled photo is scored against the templates of every *other* person, which
+is what a stranger resembling an enrolled person scores.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -29,19 +39,32 @@ class Matches:
     recognised: np.ndarray  # bool (B,)
 
 
+def _unit_rows(m: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(m, axis=1, keepdims=True)
+    return np.ascontiguousarray(m / np.maximum(n, 1e-12), dtype=np.float32)
+
+
 @dataclass(frozen=True, slots=True)
 class Gallery:
-    model: str
-    matrix: np.ndarray = field(repr=False)  # (M, 512) float32, unit rows
-    labels: np.ndarray = field(repr=False)  # (M,) int64 person id per row
+    """``model`` is None for an empty gallery that follows no model yet."""
+
+    model: str | None
+    templates: np.ndarray = field(repr=False)  # (P, 512) float32, unit rows
+    person_ids: np.ndarray = field(repr=False)  # (P,) int64, person of each template
+    counts: np.ndarray = field(repr=False)  # (P,) int64, embeddings behind each template
+    #: Enrolled embeddings (unit rows) and the template column of each; only needed for
+    #: :meth:`impostor_scores`: :meth:`templates_only` drops them for the matching snapshot.
+    matrix: np.ndarray = field(repr=False)  # (M, 512) float32
+    columns: np.ndarray = field(repr=False)  # (M,) int64 index into templates
 
     @classmethod
-    def empty(cls, model: str) -> Gallery:
-        return cls(model, np.zeros((0, wire.EMBEDDING_DIM), np.float32),
-                   np.zeros(0, np.int64))
+    def empty(cls, model: str | None) -> Gallery:
+        z = np.zeros((0, wire.EMBEDDING_DIM), np.float32)
+        i = np.zeros(0, np.int64)
+        return cls(model, z, i, i, z, i)
 
     @classmethod
-    def from_rows(cls, model: str, rows) -> Gallery:
+    def from_rows(cls, model: str | None, rows) -> Gallery:
         """Build from ``(person_id, vector_bytes)`` rows; unusable vectors are skipped."""
         vecs, labels, skipped = [], [], 0
         for person_id, raw in rows:
@@ -60,77 +83,63 @@ class Gallery:
         if not vecs:
             return cls.empty(model)
         matrix = np.ascontiguousarray(np.stack(vecs), dtype=np.float32)
-        return cls(model, matrix, np.asarray(labels, dtype=np.int64))
+        person_ids, columns, counts = np.unique(np.asarray(labels, np.int64),
+                                                return_inverse=True, return_counts=True)
+        sums = np.zeros((person_ids.size, matrix.shape[1]), np.float64)
+        np.add.at(sums, columns, matrix)
+        norms = np.linalg.norm(sums, axis=1)
+        # Embeddings that cancel out (never seen in practice): fall back to the first photo.
+        for p in np.flatnonzero(norms < 1e-6):
+            sums[p] = matrix[np.flatnonzero(columns == p)[0]]
+        return cls(model, _unit_rows(sums), person_ids.astype(np.int64),
+                   counts.astype(np.int64), matrix, columns.astype(np.int64))
+
+    def templates_only(self) -> Gallery:
+        """The same gallery without the per-photo matrix (all that matching needs)."""
+        return replace(self, matrix=np.zeros((0, wire.EMBEDDING_DIM), np.float32),
+                       columns=np.zeros(0, np.int64))
 
     @property
     def size(self) -> int:
-        return int(self.matrix.shape[0])
+        """Enrolled embeddings behind the templates."""
+        return int(self.counts.sum())
 
     @property
     def people(self) -> int:
-        return int(np.unique(self.labels).size)
+        return int(self.person_ids.size)
 
-    def match(self, embeddings: np.ndarray, threshold: float, k: int = 3) -> Matches:
-        """Classify a batch ``(B, 512)``: one matmul, then a similarity-weighted k-NN vote.
-
-        The winner is the person with the largest sum of (positive) similarities
-        among the ``k`` nearest gallery rows; its score is its best similarity
-        among them, and it is recognised when that score reaches ``threshold``.
-        """
+    def match(self, embeddings: np.ndarray, threshold: float) -> Matches:
+        """Classify a batch ``(B, 512)``: one product against the templates, one argmax."""
         b = int(embeddings.shape[0])
-        if b == 0 or self.size == 0:
+        if b == 0 or self.people == 0:
             return Matches(np.full(b, -1, np.int64), np.zeros(b, np.float32),
                            np.zeros(b, bool))
-        sims = embeddings.astype(np.float32, copy=False) @ self.matrix.T  # (B, M)
-        m = sims.shape[1]
-        k = max(1, min(k, m))
-        rows = np.arange(b)
-        # k argmax passes (masking each winner) beat argpartition by far for small k.
-        top = np.empty((b, k), np.int64)
-        top_sims = np.empty((b, k), np.float32)
-        for j in range(k):
-            idx = np.argmax(sims, axis=1)
-            top[:, j] = idx
-            top_sims[:, j] = sims[rows, idx]
-            if j + 1 < k:
-                sims[rows, idx] = -np.inf
-        top_labels = self.labels[top]
-        same = top_labels[:, :, None] == top_labels[:, None, :]  # (B, k, k)
-        weights = np.clip(top_sims, 0.0, None)
-        votes = (same * weights[:, None, :]).sum(axis=2)  # (B, k): votes for candidate j
-        # Ties in the vote go to the candidate with the higher single similarity.
-        best_vote = votes.max(axis=1, keepdims=True)
-        contenders = np.where(np.isclose(votes, best_vote), top_sims, -np.inf)
-        winner = np.argmax(contenders, axis=1)
-        person = top_labels[rows, winner]
-        winner_mask = same[rows, winner]  # (B, k): neighbours of the winning person
-        scores = np.where(winner_mask, top_sims, -np.inf).max(axis=1).astype(np.float32)
-        return Matches(person.astype(np.int64), scores, scores >= np.float32(threshold))
+        sims = embeddings.astype(np.float32, copy=False) @ self.templates.T  # (B, P)
+        best = sims.argmax(axis=1)
+        scores = sims[np.arange(b), best]
+        return Matches(self.person_ids[best], scores, scores >= np.float32(threshold))
 
-    def impostor_scores(self, max_probes: int = 2000, seed: int = 0) -> np.ndarray:
-        """Each probe's best similarity to an embedding of *another* person.
+    def impostor_scores(self, max_probes: int = 5000, seed: int = 0) -> np.ndarray:
+        """Each enrolled photo's best similarity to the template of *another* person.
 
-        This is what a stranger resembling an enrolled person would score, so a
-        quantile of it is an open-set false-accept estimate.  Probes are a
-        random sample of up to ``max_probes`` gallery rows; chunked matmuls keep
-        memory flat for large galleries.
+        Probes are a random sample of up to ``max_probes`` enrolled photos;
+        chunked products keep memory flat for large galleries.
         """
-        if self.people < 2:
+        if self.people < 2 or self.matrix.shape[0] == 0:
             return np.zeros(0, np.float32)
-        rng = np.random.default_rng(seed)
-        idx = np.arange(self.size)
+        idx = np.arange(self.matrix.shape[0])
         if idx.size > max_probes:
-            idx = np.sort(rng.choice(idx, max_probes, replace=False))
+            idx = np.sort(np.random.default_rng(seed).choice(idx, max_probes, replace=False))
         out = np.empty(idx.size, np.float32)
-        for start in range(0, idx.size, 256):
-            chunk = idx[start:start + 256]
-            sims = self.matrix[chunk] @ self.matrix.T
-            sims[self.labels[chunk][:, None] == self.labels[None, :]] = -np.inf
+        for start in range(0, idx.size, 512):
+            chunk = idx[start:start + 512]
+            sims = self.matrix[chunk] @ self.templates.T
+            sims[np.arange(chunk.size), self.columns[chunk]] = -np.inf
             out[start:start + chunk.size] = sims.max(axis=1)
         return out
 
-    def suggest_threshold(self, target_far: float = 0.001) -> float | None:
-        """The threshold that accepts only ``target_far`` of impostor best-matches."""
+    def suggest_threshold(self, target_far: float = 0.01) -> float | None:
+        """The threshold accepting ``target_far`` of the impostor scores (None: < 2 people)."""
         imp = self.impostor_scores()
         if imp.size == 0:
             return None

@@ -45,15 +45,16 @@ class WorkerSettings(BaseSettings):
     revocation_refresh_s: float = Field(default=60.0, gt=0)
     max_backoff_s: float = Field(default=5.0, gt=0)
 
-    #: Embedding model id of the gallery; events from another model are refused.
-    model: str = "facenet-casia-webface"
-    #: Cosine similarity a match needs.  0.60 with the k-NN max-similarity score: on LFW dev
-    #: (CASIA weights) rank-1 99.8%, correct-accept 96.1%, false-accept 0/40 (0.50: 10%).
-    threshold: float = Field(default=0.6, ge=-1.0, le=1.0)
-    #: Neighbours in the weighted k-NN vote.
-    knn_k: int = Field(default=3, ge=1, le=64)
-    #: False-accept rate among different-person gallery pairs for the suggested threshold.
-    target_far: float = Field(default=0.001, gt=0, lt=1)
+    #: Embedding model id to match.  Unset: follow the gallery (the model of the enrolled
+    #: embeddings; an empty gallery accepts any model, every event unknown; a gallery of
+    #: several models needs this setting).  Events of another model are dead-lettered.
+    model: str | None = None
+    #: Cosine similarity to the person's template a match needs.  0.58: the median over 20
+    #: random halvings of LFW dev of the threshold that lets 1% of the non-enrolled half's
+    #: photos in (strangers and probes not used); see docs/worker.md "Accuracy".
+    threshold: float = Field(default=0.58, ge=-1.0, le=1.0)
+    #: Target open-set false-accept rate of the suggested threshold (gallery impostor scores).
+    target_far: float = Field(default=0.01, gt=0, lt=1)
 
     #: Sightings of one person closer than this merge into one visit.
     cooldown_s: float = Field(default=300.0, ge=0)
@@ -75,9 +76,11 @@ class WorkerSettings(BaseSettings):
 
     @field_validator("model")
     @classmethod
-    def _model(cls, v: str) -> str:
+    def _model(cls, v: str | None) -> str | None:
         import re
 
+        if v is None or v == "":
+            return None
         if not re.match(r"^[a-z0-9][a-z0-9._-]{0,63}$", v):
             raise ValueError(f"{v!r} is not a model id")
         return v

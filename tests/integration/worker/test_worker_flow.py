@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 from facegrid_services.store.models import Alert, Attendance, RevokedToken, Sighting
-from facegrid_services.worker.consumer import Worker
+from facegrid_services.worker.consumer import GalleryModelError, Worker
 from facegrid_services.worker.synthetic import EventFactory, near, unit_vectors
 from sqlalchemy import select
 
@@ -58,7 +63,7 @@ def test_events_become_sightings_attendance_results(wh, settings, store, node, r
     assert a0.sightings == 2 and a0.check_in_node == "cam-1"
     assert att[ids["p1"]].sightings == 1 and ids["p2"] not in att
     s0 = next(r for r in rows.values() if r.corrected_utc == t0 + timedelta(seconds=60))
-    assert s0.person_id == ids["p0"] and s0.score > 0.5 and s0.threshold == 0.6
+    assert s0.person_id == ids["p0"] and s0.score > 0.5 and s0.threshold == settings.threshold
     assert s0.stream_id in sids and s0.timezone == "UTC" and s0.box == [10, 20, 110, 140]
 
     dead = client.xrange(keys.DEAD_LETTER_STREAM)
@@ -159,3 +164,62 @@ def test_intruder_alert_once_per_window(wh, settings, store, signing_key, redis_
     al = alerts[0]
     assert al.kind == "intruder" and al.count == 5 and al.nodes == ["cam-a", "cam-b"]
     assert al.window_end == base + timedelta(seconds=208)
+
+
+def test_model_follows_the_gallery(wh, settings, store, signing_key, redis_server):
+    """FACEGRID_MODEL unset: empty gallery → any model, all unknown; then the enrolled model."""
+    _, engine = store
+    rng = np.random.default_rng(4)
+    centre = unit_vectors(1, rng)[0]
+    client = redis_server.client()
+    token = tokens.issue_token(signing_key, "cam-1")
+    vgg = EventFactory("cam-1", token, model="facenet-vggface2")
+    casia = EventFactory("cam-1", token, model="facenet-casia-webface")
+    assert settings.model is None
+    with wh.running(Worker(settings)) as w:
+        _xadd(client, [vgg.entry(near(centre, rng)), casia.entry(near(centre, rng))])
+        wh.wait_for(lambda: wh.group_pending(client) == 0)
+        assert w.gallery.model is None and client.xlen(keys.DEAD_LETTER_STREAM) == 0
+        wh.enroll(engine, {"p": np.stack([near(centre, rng) for _ in range(3)])},
+                  model="facenet-vggface2")
+        client.publish(keys.GALLERY_CHANNEL, "enrolled")
+        wh.wait_for(lambda: w.gallery.model == "facenet-vggface2", what="gallery reload")
+        _xadd(client, [vgg.entry(near(centre, rng)), casia.entry(near(centre, rng))])
+        wh.wait_for(lambda: wh.group_pending(client) == 0)
+    with engine.connect() as c:
+        got = [(r.model, r.recognised) for r in c.execute(
+            select(Sighting).order_by(Sighting.lamport))]
+    assert got == [("facenet-vggface2", False), ("facenet-casia-webface", False),
+                   ("facenet-vggface2", True)]
+    dead = client.xrange(keys.DEAD_LETTER_STREAM)
+    assert [f[b"reason"] for _, f in dead] == [b"model_mismatch"]
+
+
+def test_gallery_of_several_models_needs_the_setting(wh, settings, store, signing_key,
+                                                     redis_server, public_key_file):
+    url, engine = store
+    rng = np.random.default_rng(5)
+    centre = unit_vectors(1, rng)[0]
+    wh.enroll(engine, {"a": near(centre, rng)[None]}, model="facenet-vggface2")
+    wh.enroll(engine, {"b": near(centre, rng)[None]}, model="facenet-casia-webface")
+    with pytest.raises(GalleryModelError, match=r"several models.*FACEGRID_MODEL"):
+        Worker(settings).run(threading.Event())
+    # Through the CLI: exit 2 and a message that says what to set.
+    env = {**os.environ, "FACEGRID_REDIS_URL": redis_server.url, "FACEGRID_DATABASE_URL": url,
+           "FACEGRID_PUBLIC_KEY_FILE": str(public_key_file), "FACEGRID_METRICS_PORT": "0"}
+    env.pop("FACEGRID_MODEL", None)
+    r = subprocess.run([str(Path(sys.executable).parent / "facegrid"), "worker"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "facenet-casia-webface (1 embeddings), facenet-vggface2 (1 embeddings)" in r.stderr
+    assert "FACEGRID_MODEL" in r.stderr
+    # Pinned: matches that model's people only.
+    settings.model = "facenet-casia-webface"
+    client = redis_server.client()
+    node = EventFactory("cam-1", tokens.issue_token(signing_key, "cam-1"))
+    _xadd(client, [node.entry(near(centre, rng))])
+    with wh.running(Worker(settings)) as w:
+        wh.wait_for(lambda: wh.group_pending(client) == 0)
+        assert (w.gallery.model, w.gallery.people) == ("facenet-casia-webface", 1)
+    with engine.connect() as c:
+        assert c.execute(select(Sighting.recognised)).scalar_one() is True

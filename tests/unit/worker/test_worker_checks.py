@@ -73,3 +73,23 @@ def test_dead_letter_keeps_every_original_field():
     assert out["original_original_reason"] == b"x"
     assert (out["reason"], out["source_id"]) == ("bad_json", "1-1")
     assert len(out["detail"]) == 500
+
+
+def test_no_model_accepts_any_model_but_still_checks_the_rest(key):
+    # An empty gallery with FACEGRID_MODEL unset: any model passes (all unknown later) ...
+    emb = unit_vectors(1, np.random.default_rng(0))[0]
+    checker = _checker(key, model=None)
+    for model in ("facenet-vggface2", "facenet-casia-webface"):
+        f = EventFactory("cam-1", tokens.issue_token(key, "cam-1"), model=model)
+        assert checker.check(f.entry(emb)).payload.model == model
+    # ... the token is still verified ...
+    f = EventFactory("cam-1", tokens.issue_token(key, "cam-2"), model="facenet-vggface2")
+    with pytest.raises(Rejected) as e:
+        checker.check(f.entry(emb))
+    assert e.value.reason == "token_wrong_node"
+    # ... and once the worker follows a model, another one is refused.
+    checker.model = "facenet-vggface2"
+    f = EventFactory("cam-1", tokens.issue_token(key, "cam-1"))
+    with pytest.raises(Rejected) as e:
+        checker.check(f.entry(emb))
+    assert e.value.reason == MODEL_MISMATCH
