@@ -51,9 +51,10 @@ class HeartbeatClient:
         self.registered_token: str | None = None
         self.last_success: float | None = None  # monotonic
         self.server_ok = True
+        self._refused = False
 
     def _headers(self, token: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token}"}
+        return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
     def register(self) -> bool:
         token = self._token()
@@ -65,9 +66,12 @@ class HeartbeatClient:
             return False
         if r.status_code >= 300:
             self._on_result("register_refused")
-            log.warning("server refused registration of %s: HTTP %d %s",
-                        self.registration.node_id, r.status_code, r.text[:200])
+            (log.debug if self._refused else log.warning)(
+                "server refused registration of %s: HTTP %d %s",
+                self.registration.node_id, r.status_code, r.text[:300])
+            self._refused = True
             return False
+        self._refused = False
         self.registered_token = token
         self._on_result("registered")
         log.info("registered node %s with %s", self.registration.node_id, self._http.base_url)

@@ -102,6 +102,9 @@ class OpenCVSource:
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"cannot open camera {self.description}")
+        if not self.is_file:
+            # Live cameras: keep one frame queued, so a slow (idle) reader sees now, not then.
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         self._cap = cap
         self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         if not 0 < self.fps < 1000:

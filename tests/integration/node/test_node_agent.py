@@ -272,3 +272,38 @@ def test_results_are_learnt_per_track(redis_server, redis_url):
         rl.stop()
         r.close()
     assert np.array(seen).tolist() == [True, False]
+
+
+def test_against_the_real_server(tmp_path, redis_url, face_analyzer, lfw_embeddings):
+    """Registration and heartbeats accepted by `facegrid server`; it reports the node."""
+    import httpx
+    from facegrid_node.agent import NodeAgent
+    from fixtures.api_server import start_server, stop_server
+
+    from facegrid import tokens
+    from facegrid.contract import NodeStatus, node_path
+
+    server = start_server(tmp_path, redis_url)
+    folder = tmp_path / "cam"
+    folder.mkdir()
+    shutil.copy(lfw_embeddings["Colin_Powell"][1][0], folder / "a.jpg")
+    (tmp_path / "token").write_text(tokens.issue_token(server.key, "cam-test"))
+    agent = NodeAgent(_settings(tmp_path, redis_url, folder, loop=True, source_fps=10,
+                                server_url=server.url), analyzer=face_analyzer)
+    t = _start(agent)
+    try:
+        wait_for(lambda: metric(agent, "facegrid_node_heartbeats_total", reason="ok") >= 2,
+                 60, "accepted heartbeats")
+
+        def status():
+            r = httpx.get(server.url + node_path("cam-test"), headers=server.admin, timeout=5)
+            return NodeStatus.model_validate_json(r.content) if r.status_code == 200 else None
+
+        st = wait_for(lambda: (s := status()) and s.camera_up and s, 30, "node status")
+        assert st.model == "facenet-casia-webface" and st.timezone == "Europe/Paris"
+        assert st.state.value == "active" and abs(st.drift_offset_ms) < 1000
+        assert metric(agent, "facegrid_node_heartbeats_total", reason="refused") == 0
+    finally:
+        agent.stop()
+        t.join(30)
+        stop_server(server)

@@ -20,9 +20,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.models]
 
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
 PIXELS = 160 * 160  # a face crop or more
-# The node's own CLI wiring (facegrid_node.cli.register), as the facegrid script runs it.
-LAUNCH = ("import typer; from facegrid import logs; from facegrid_node.cli import register; "
-          "logs.configure(); app = typer.Typer(); register(app); app()")
 
 
 def _looks_like_image(data: bytes) -> bool:
@@ -57,7 +54,7 @@ def test_node_process_writes_no_image_data(tmp_path, redis_url, redis_server, te
     port = free_port()
     env = {**os.environ, "TMPDIR": str(tmpdir), "FACEGRID_LOG_LEVEL": "INFO",
            "FACEGRID_RESEND_INTERVAL_S": "0.5", "FACEGRID_IDLE_AFTER_S": "120"}
-    cmd = [sys.executable, "-c", LAUNCH, "node", "--node-id", "door-1",
+    cmd = [str(Path(sys.executable).with_name("facegrid")), "node", "--node-id", "door-1",
            "--redis-url", redis_url, "--server-url", f"http://127.0.0.1:{free_port()}",
            "--camera", str(clip), "--loop", "--token-file", str(token),
            "--weights", str(test_weights), "--model-id", "facenet-casia-webface",
