@@ -26,6 +26,7 @@ from facegrid_services.retention import retention_loop
 
 from . import metrics
 from .deps import ServerContext
+from .heartbeats import HeartbeatBuffer
 from .revocation import RevocationList
 from .routers import alerts, attendance, health, nodes, people, sightings, stream, tokens
 from .settings import ServerSettings
@@ -116,17 +117,22 @@ def create_app(
     verifier: TokenVerifier,
     clock: Callable[[], float] = time.time,
     run_retention: bool = True,
+    heartbeat_flush_s: float = 1.0,
 ) -> FastAPI:
     """Build the API server app.  Nothing connects until the lifespan starts."""
     revocations = RevocationList(sessions, redis_client)
+    heartbeats = HeartbeatBuffer(sessions, redis_client, interval=heartbeat_flush_s)
     ctx = ServerContext(settings=settings, sessions=sessions, redis=redis_client,
-                        verifier=verifier, revocations=revocations,
+                        verifier=verifier, revocations=revocations, heartbeats=heartbeats,
                         admin_token=settings.admin_secret(), clock=clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         await asyncio.to_thread(revocations.load)
+        await asyncio.to_thread(heartbeats.load_known)
+        await asyncio.to_thread(heartbeats.tick)
         revocations.start_listener()
+        flusher = asyncio.create_task(heartbeats.run(), name="heartbeat-flush")
         task = None
         if run_retention and settings.retention_days > 0:
             def _count(n: int | None) -> None:
@@ -140,10 +146,11 @@ def create_app(
         try:
             yield
         finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for t in (task, flusher):
+                if t is not None:
+                    t.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await t
             await asyncio.to_thread(revocations.stop_listener)
 
     app = FastAPI(title="facegrid", version=__version__, description=DESCRIPTION,

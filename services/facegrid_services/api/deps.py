@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from facegrid.tokens import Claims, TokenError, TokenReason, TokenVerifier
 
 from . import metrics
+from .heartbeats import HeartbeatBuffer
 from .revocation import RevocationList
 from .settings import ServerSettings
 
@@ -31,11 +32,12 @@ class ServerContext:
     redis: redis.Redis
     verifier: TokenVerifier
     revocations: RevocationList
+    heartbeats: HeartbeatBuffer
     admin_token: str
     clock: Callable[[], float] = field(default=None)  # type: ignore[assignment]
 
 
-def get_ctx(request: Request) -> ServerContext:
+async def get_ctx(request: Request) -> ServerContext:
     return request.app.state.ctx
 
 
@@ -57,7 +59,7 @@ node_scheme = HTTPBearer(auto_error=False, scheme_name="NodeToken",
 _UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 
-def require_admin(
+async def require_admin(
     ctx: Ctx,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_scheme)],
 ) -> None:
@@ -102,7 +104,7 @@ NodeIdPath = Annotated[str, Path(pattern=r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$
                                  description="DNS-1123 node id")]
 
 
-def node_claims(
+async def node_claims(
     ctx: Ctx,
     node_id: NodeIdPath,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(node_scheme)],

@@ -5,19 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import redis
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from facegrid import keys
-from facegrid.contract import Heartbeat, HeartbeatReply, NodeState, Registration
+from facegrid.contract import HeartbeatReply, NodeState, Registration
 from facegrid.tokens import Claims
 from facegrid_services.store.models import Node
 
 from .schemas import NodeInfo
-
-
-class NodeNotRegistered(LookupError):
-    pass
 
 
 def register(session: Session, reg: Registration, claims: Claims, now: datetime) -> Node:
@@ -36,20 +31,6 @@ def register(session: Session, reg: Registration, claims: Claims, now: datetime)
     node.token_expires_at = datetime.fromtimestamp(claims.expires_at, UTC)
     session.commit()
     return node
-
-
-def record_heartbeat(session: Session, node_id: str, hb: Heartbeat, now: datetime) -> None:
-    """One UPDATE per heartbeat; raises NodeNotRegistered if the node never registered."""
-    result = session.execute(
-        update(Node).where(Node.node_id == node_id).values(
-            last_heartbeat_at=now, state=hb.state.value, state_seconds=hb.state_seconds,
-            fps=hb.fps, drift_offset_ms=hb.drift_offset_ms, lamport=hb.lamport,
-            camera_up=hb.camera_up, events_sent=hb.events_sent,
-            events_dropped=hb.events_dropped, backlog=hb.backlog))
-    if result.rowcount == 0:
-        session.rollback()
-        raise NodeNotRegistered(node_id)
-    session.commit()
 
 
 def lamport_max(r: redis.Redis, floor: int = 0) -> int:

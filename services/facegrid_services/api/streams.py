@@ -25,13 +25,17 @@ class DeadLetterNotFound(LookupError):
 
 
 def check_entry_id(entry_id: str) -> str:
-    """A stream entry id ``ms-seq`` with both parts below 2**64 (else ValueError)."""
+    """The canonical form of a stream entry id ``ms-seq`` (both parts below 2**64).
+
+    Raises ValueError otherwise.  Leading zeros are dropped (Redis reads ``0-00``
+    as ``0-0``; callers compare canonical ids).
+    """
     if not STREAM_ID_RE.match(entry_id):
         raise ValueError(f"{entry_id[:45]!r} is not a stream entry id like 1732486490123-0")
     ms, seq = (int(p) for p in entry_id.split("-"))
     if ms >= 2**64 or seq >= 2**64:
         raise ValueError(f"stream entry id {entry_id} is out of range")
-    return entry_id
+    return f"{ms}-{seq}"
 
 
 def _s(value) -> str:
@@ -84,7 +88,7 @@ def list_dead_letters(r: redis.Redis, *, count: int = 50,
                       before: str | None = None) -> list[DeadLetterOut]:
     """Newest first; ``before`` (an entry id, exclusive) pages further back."""
     if before is not None:
-        check_entry_id(before)
+        before = check_entry_id(before)
         if before == "0-0":
             return []  # nothing lies before the first possible id
     top = f"({before}" if before else "+"
@@ -93,7 +97,7 @@ def list_dead_letters(r: redis.Redis, *, count: int = 50,
 
 
 def get_dead_letter(r: redis.Redis, entry_id: str) -> DeadLetterOut:
-    check_entry_id(entry_id)
+    entry_id = check_entry_id(entry_id)
     entries = r.xrange(keys.DEAD_LETTER_STREAM, min=entry_id, max=entry_id)
     if not entries:
         raise DeadLetterNotFound(entry_id)
@@ -102,7 +106,7 @@ def get_dead_letter(r: redis.Redis, entry_id: str) -> DeadLetterOut:
 
 def replay_dead_letter(r: redis.Redis, entry_id: str) -> str:
     """Put the original fields back on the events stream and delete the dead letter."""
-    check_entry_id(entry_id)
+    entry_id = check_entry_id(entry_id)
     entries = r.xrange(keys.DEAD_LETTER_STREAM, min=entry_id, max=entry_id)
     if not entries:
         raise DeadLetterNotFound(entry_id)
@@ -118,6 +122,6 @@ def replay_dead_letter(r: redis.Redis, entry_id: str) -> str:
 
 
 def delete_dead_letter(r: redis.Redis, entry_id: str) -> None:
-    check_entry_id(entry_id)
+    entry_id = check_entry_id(entry_id)
     if not r.xdel(keys.DEAD_LETTER_STREAM, entry_id):
         raise DeadLetterNotFound(entry_id)

@@ -44,6 +44,15 @@ def test_register_heartbeat_and_status(api):
     assert r.status_code == 200, r.text
     # The node's own value is higher than the workers': the reply never goes backwards.
     assert r.json()["lamport_max"] == 99
+    # The workers' maximum (refreshed from Redis every second) reaches the replies.
+    import time
+
+    deadline, seen = time.monotonic() + 5, 0
+    while seen != 41 and time.monotonic() < deadline:
+        seen = api.client.post(heartbeat_path("cam-1"), json=heartbeat(lamport=3),
+                               headers=api.node_headers("cam-1")).json()["lamport_max"]
+        time.sleep(0.1)
+    assert seen == 41
 
     status = api.client.get(node_path("cam-1"), headers=api.admin).json()
     assert status["status"] == "online"

@@ -61,6 +61,7 @@ def test_scan_and_names(tmp_path):
 
 def test_entry_ids():
     assert streams.check_entry_id("1732486490123-0") == "1732486490123-0"
+    assert streams.check_entry_id("0-00") == "0-0"
     for bad in ("abc", "1-", str(2**64) + "-0", "1-" + str(2**64)):
         with pytest.raises(ValueError):
             streams.check_entry_id(bad)

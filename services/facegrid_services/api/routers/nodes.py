@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException, status
@@ -36,6 +37,7 @@ def register(body: Registration, ctx: Ctx, session: DbSession,
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
     now = ctx.clock()
     fleet.register(session, body, claims, datetime.fromtimestamp(now, UTC))
+    ctx.heartbeats.add_known(body.node_id)
     metrics.REGISTRATIONS.inc()
     return fleet.heartbeat_reply(now, fleet.lamport_max(ctx.redis),
                                  ctx.settings.heartbeat_interval)
@@ -44,24 +46,27 @@ def register(body: Registration, ctx: Ctx, session: DbSession,
 @router.post("/{node_id}/heartbeat", response_model=HeartbeatReply,
              summary="Heartbeat: state, fps, drift; the reply carries server time and Lamport max",
              responses={404: {"description": "the node has not registered"}})
-def heartbeat(node_id: NodeIdPath, body: Heartbeat, claims: NodeClaims, ctx: Ctx,
-              session: DbSession) -> HeartbeatReply:
+async def heartbeat(node_id: NodeIdPath, body: Heartbeat, claims: NodeClaims,
+                    ctx: Ctx) -> HeartbeatReply:
+    # Memory only (see heartbeats.py): the buffer is written to the store every second.
     received = ctx.clock()
-    try:
-        fleet.record_heartbeat(session, node_id, body, datetime.fromtimestamp(received, UTC))
-    except fleet.NodeNotRegistered:
+    buffer = ctx.heartbeats
+    if not buffer.is_known(node_id) and not await asyncio.to_thread(
+            buffer.registered_in_db, node_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             f"node {node_id!r} is not registered: POST "
-                            "/api/v1/nodes/register first") from None
+                            "/api/v1/nodes/register first")
+    buffer.record(node_id, body, datetime.fromtimestamp(received, UTC))
     metrics.HEARTBEATS.inc()
-    lamport = fleet.lamport_max(ctx.redis, floor=body.lamport)
     # Sample the clock as late as possible: the node's drift estimate uses it.
-    return fleet.heartbeat_reply(ctx.clock(), lamport, ctx.settings.heartbeat_interval)
+    return fleet.heartbeat_reply(ctx.clock(), max(buffer.lamport_max, body.lamport),
+                                 ctx.settings.heartbeat_interval)
 
 
 @router.get("", response_model=list[NodeInfo], dependencies=[Admin],
             summary="The camera fleet: online/idle/offline, heartbeat age, drift, fps")
 def list_nodes(ctx: Ctx, session: DbSession) -> list[NodeInfo]:
+    ctx.heartbeats.flush()
     now = datetime.fromtimestamp(ctx.clock(), UTC)
     return [fleet.node_info(n, now, ctx.settings.offline_after_s)
             for n in queries.list_nodes(session)]
@@ -70,6 +75,7 @@ def list_nodes(ctx: Ctx, session: DbSession) -> list[NodeInfo]:
 @router.get("/{node_id}", response_model=NodeStatus, dependencies=[Admin],
             summary="One node's status (the operator copies it into the CameraNode status)")
 def get_node(node_id: NodeIdPath, ctx: Ctx, session: DbSession) -> NodeInfo:
+    ctx.heartbeats.flush()
     node = queries.get_node(session, node_id)
     if node is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"node {node_id!r} is not known")
