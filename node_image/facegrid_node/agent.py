@@ -75,7 +75,8 @@ class NodeAgent:
             detect_every=settings.detect_every, observe=m.observe)
         src = source or open_source(settings.camera, loop=settings.loop,
                                     realtime=settings.realtime, fps=settings.source_fps,
-                                    timeout_s=settings.camera_timeout_s)
+                                    timeout_s=settings.camera_timeout_s,
+                                    size=settings.camera_size)
         self.camera = CameraMonitor(
             src, timeout_s=settings.camera_timeout_s, backoff_max_s=settings.reconnect_max_s,
             on_state=lambda up: m.camera_up.labels(nid).set(1 if up else 0),

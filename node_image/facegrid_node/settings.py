@@ -54,6 +54,9 @@ class NodeSettings(BaseSettings):
     loop: bool = Field(False, description="Loop a video file or image folder.")
     realtime: bool = Field(True, description="Pace files at their own frame rate.")
     source_fps: float = Field(25.0, gt=0, le=120, description="Rate for image folders.")
+    camera_width: int | None = Field(None, ge=16, le=7680, description="Capture width: asked "
+                                     "of the camera, other frames resized (with height).")
+    camera_height: int | None = Field(None, ge=16, le=4320, description="Capture height.")
     camera_timeout_s: float = Field(5.0, gt=0, description="No frame for this long: camera down.")
     reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between reconnects.")
 
@@ -130,4 +133,13 @@ class NodeSettings(BaseSettings):
             raise ValueError("redis_url must start with redis://, rediss:// or unix://")
         if not self.server_url.startswith(("http://", "https://")):
             raise ValueError("server_url must start with http:// or https://")
+        if (self.camera_width is None) != (self.camera_height is None):
+            raise ValueError("set camera_width and camera_height together")
         return self
+
+    @property
+    def camera_size(self) -> tuple[int, int] | None:
+        """(width, height) asked of the camera, or None to take what it gives."""
+        if self.camera_width is None or self.camera_height is None:
+            return None
+        return (self.camera_width, self.camera_height)

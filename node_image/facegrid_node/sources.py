@@ -179,12 +179,54 @@ class FolderSource:
         self._files = []
 
 
+class SizedSource:
+    """Delivers frames of ``width``×``height``: live cameras are asked for that mode
+    when they open; frames that still differ (files, folders, streams, cameras
+    without the mode) are resized."""
+
+    def __init__(self, inner: FrameSource, width: int, height: int) -> None:
+        self.inner = inner
+        self.size = (width, height)
+        self.description = inner.description
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def open(self) -> None:
+        self.inner.open()
+        cap = getattr(self.inner, "_cap", None)
+        if cap is not None and not getattr(self.inner, "is_file", True):
+            import cv2
+
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
+
+    def read(self) -> np.ndarray:
+        frame = self.inner.read()
+        if (frame.shape[1], frame.shape[0]) != self.size:
+            import cv2
+
+            frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
+        return frame
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def open_source(spec: str, *, loop: bool = False, realtime: bool = True,
-                fps: float = 25.0, timeout_s: float = 5.0) -> FrameSource:
-    """The right :class:`FrameSource` for a camera spec (not opened yet)."""
+                fps: float = 25.0, timeout_s: float = 5.0,
+                size: tuple[int, int] | None = None) -> FrameSource:
+    """The right :class:`FrameSource` for a camera spec (not opened yet).
+
+    ``size`` (width, height) asks a camera for that capture mode and resizes
+    any frame that still differs.
+    """
+    source: FrameSource
     if "://" not in spec and Path(spec).is_dir():
-        return FolderSource(Path(spec), fps=fps, loop=loop, realtime=realtime)
-    return OpenCVSource(spec, loop=loop, realtime=realtime, timeout_s=timeout_s)
+        source = FolderSource(Path(spec), fps=fps, loop=loop, realtime=realtime)
+    else:
+        source = OpenCVSource(spec, loop=loop, realtime=realtime, timeout_s=timeout_s)
+    return SizedSource(source, *size) if size else source
 
 
 class CameraMonitor:

@@ -162,3 +162,22 @@ def test_settings_from_env_and_validation(monkeypatch):
         NodeSettings(node_id="Bad_Name")
     with pytest.raises(ValueError, match="redis_url"):
         NodeSettings(redis_url="http://x")
+
+
+def test_camera_size_resizes_frames_and_needs_both_sides(tmp_path):
+    """FACEGRID_CAMERA_WIDTH/HEIGHT (set by the operator from spec.camera) shape the frames."""
+    import cv2
+    import numpy as np
+    from facegrid_node.settings import NodeSettings
+    from facegrid_node.sources import open_source
+
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((480, 640, 3), 100 + i, np.uint8))
+    s = NodeSettings(camera=str(tmp_path), camera_width=320, camera_height=240)
+    src = open_source(s.camera, realtime=False, size=s.camera_size)
+    src.open()
+    assert src.read().shape == (240, 320, 3)
+    src.close()
+    assert NodeSettings().camera_size is None
+    with pytest.raises(ValueError, match="together"):
+        NodeSettings(camera_width=320)
