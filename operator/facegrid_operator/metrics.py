@@ -40,3 +40,14 @@ INVALID_SPECS = Counter(
     "CameraNodes found invalid, by reason.",
     ["reason"],
 )
+TOKEN_EXPIRY = Gauge(
+    "facegrid_operator_token_expiry_timestamp_seconds",
+    "Expiry (Unix time) of each camera's current node token; the token-expiring alert "
+    "compares it with time().",
+    ["camera"],
+)
+
+
+def camera_label(namespace: str, name: str) -> str:
+    """Bounded label for one CameraNode (one series per camera, removed on delete)."""
+    return f"{namespace}/{name}"

@@ -48,6 +48,8 @@ def ensure_token(ctx: OperatorContext, body: dict, cam: CameraSpec,
                                   now=now)
     if decision.action is node_tokens.Action.KEEP:
         assert decision.current is not None
+        metrics.TOKEN_EXPIRY.labels(metrics.camera_label(ns, cam.name)).set(
+            decision.current["exp"])
         return decision.current
     token, claims = node_tokens.issue(ctx.key, cam, audience=ctx.settings.token_audience, now=now)
     previous = decision.current if decision.action is node_tokens.Action.ROTATE else None
@@ -65,6 +67,7 @@ def ensure_token(ctx: OperatorContext, body: dict, cam: CameraSpec,
         obj["metadata"]["resourceVersion"] = secret["metadata"]["resourceVersion"]
         ctx.kube.request("PUT", path, body=obj)
     metrics.TOKENS_ISSUED.labels(reason=decision.action.value).inc()
+    metrics.TOKEN_EXPIRY.labels(metrics.camera_label(ns, cam.name)).set(claims["exp"])
     log.info("%s token for %s/%s (%s); expires %s", decision.action.value, ns, cam.name,
              decision.reason, builders.iso(claims["exp"]))
     return claims

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import kopf
@@ -36,5 +37,7 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
             raise reconcile.kopf_error(e, "token Secret") from e
         ctx.set_phase(namespace, name, None)
         ctx.reconciled.pop((namespace, name), None)
+        with contextlib.suppress(KeyError):
+            metrics.TOKEN_EXPIRY.remove(metrics.camera_label(namespace, name))
         metrics.RECONCILES.labels(stage="delete", reason="ok").inc()
         log.info("CameraNode %s/%s deleted: %d token(s) revoked", namespace, name, n)

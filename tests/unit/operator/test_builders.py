@@ -105,9 +105,9 @@ def test_env_names_and_values_are_what_the_node_reads():
                                    "facegrid", SETTINGS)
     values = {k: v for k, v in env(dep).items() if isinstance(v, str)}
     fields = {f"FACEGRID_{n.upper()}" for n in ns_mod.NodeSettings.model_fields}
-    # Capture size is in the CRD; the node agent does not read it yet (see docs/operator.md).
     not_read = set(values) - fields - {"FACEGRID_LOG_LEVEL"}
-    assert not_read == {"FACEGRID_CAMERA_WIDTH", "FACEGRID_CAMERA_HEIGHT"}
+    assert not_read == set()
+    assert {"FACEGRID_CAMERA_WIDTH", "FACEGRID_CAMERA_HEIGHT"} <= set(values)
     kwargs = {k.removeprefix("FACEGRID_").lower(): v for k, v in values.items()
               if k in fields}
     node = ns_mod.NodeSettings(**kwargs)
