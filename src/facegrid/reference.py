@@ -1,0 +1,93 @@
+"""Generates docs/configuration.md and docs/metrics.md from the code itself.
+
+The Settings classes and metric declarations are the source of truth; the
+docs are rendered from them (``python -m facegrid.reference``) and a unit test
+fails when the committed files are stale, so the reference cannot drift.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+#: (component, module, Settings class, command)
+SETTINGS = (
+    ("Edge node", "facegrid_node.settings", "NodeSettings", "facegrid node"),
+    ("Classify worker", "facegrid_services.worker.settings", "WorkerSettings", "facegrid worker"),
+    ("API server", "facegrid_services.api.settings", "ServerSettings", "facegrid server"),
+    ("Operator", "facegrid_operator.settings", "OperatorSettings", "facegrid operator"),
+)
+METRIC_MODULES = (
+    ("Classify worker (:9101/metrics)", "facegrid_services.worker.metrics"),
+    ("API server (:8000/metrics)", "facegrid_services.api.metrics"),
+    ("Operator (:9102/metrics)", "facegrid_operator.metrics"),
+)
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _default(field) -> str:
+    if field.is_required():
+        return "(required)"
+    if field.default_factory is not None:
+        return "(computed at start)"
+    value = field.default
+    if value is None or value == "":
+        return "—"
+    return f"`{value}`"
+
+
+def configuration_md() -> str:
+    out = ["# Configuration reference", "",
+           "Generated from the Settings classes by `python -m facegrid.reference`; a test keeps",
+           "it current. Every setting is an environment variable (prefix `FACEGRID_`);",
+           "the commands also take the common ones as options (`--help`).", ""]
+    for title, module, cls_name, command in SETTINGS:
+        cls = getattr(importlib.import_module(module), cls_name)
+        out += [f"## {title} — `{command}`", "", "| variable | default | meaning |",
+                "| --- | --- | --- |"]
+        for name, field in cls.model_fields.items():
+            out.append(f"| `FACEGRID_{name.upper()}` | {_cell(_default(field))} | "
+                       f"{_cell(field.description or '')} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _metric_objects(namespace: dict) -> list:
+    from prometheus_client.metrics import MetricWrapperBase
+
+    found = [v for v in namespace.values() if isinstance(v, MetricWrapperBase)]
+    return sorted(found, key=lambda m: m._name)
+
+
+def metrics_md() -> str:
+    from facegrid_node.metrics import NodeMetrics
+
+    out = ["# Metrics reference", "",
+           "Generated from the code by `python -m facegrid.reference`; a test keeps it current.",
+           "Labels are bounded (node, stage, reason, state…), never a person's name.", ""]
+    sections = [("Edge node (:9100/metrics)", _metric_objects(vars(NodeMetrics("reference"))))]
+    for title, module in METRIC_MODULES:
+        sections.append((title, _metric_objects(vars(importlib.import_module(module)))))
+    for title, metrics in sections:
+        out += [f"## {title}", "", "| metric | type | labels | meaning |",
+                "| --- | --- | --- | --- |"]
+        for m in metrics:
+            name = m._name + ("_total" if m._type == "counter" else "")
+            out.append(f"| `{name}` | {m._type} | {', '.join(m._labelnames) or '—'} | "
+                       f"{_cell(m._documentation)} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def write(docs: Path) -> None:
+    (docs / "configuration.md").write_text(configuration_md())
+    (docs / "metrics.md").write_text(metrics_md())
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs")
+    write(target)
