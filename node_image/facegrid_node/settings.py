@@ -102,12 +102,15 @@ class NodeSettings(BaseSettings):
                              "is away.")
     max_event_age_s: float = Field(300.0, gt=0, description="Buffered events older than this "
                                    "are dropped.")
+    #: Seconds between heartbeats (the server's reply may change it).
     heartbeat_interval_s: float = Field(5.0, gt=0, le=3600)
+    #: Timeout of each call to the API server.
     http_timeout_s: float = Field(5.0, gt=0, le=120)
 
     # --- ops -----------------------------------------------------------------
     metrics_port: int = Field(9100, ge=0, le=65535, description="/metrics, /healthz, /readyz "
                               "(0: off).")
+    #: Address of the /metrics, /healthz and /readyz listener.
     metrics_host: str = Field("0.0.0.0")
     show: bool = Field(False, description="Preview window with green/red boxes (needs a display).")
 

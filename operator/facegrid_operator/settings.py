@@ -24,21 +24,31 @@ class OperatorSettings(BaseSettings):
     #: ``secret-name:key`` holding the nodes' Redis URL (with password); wins over node_redis_url.
     node_redis_url_secret: str | None = Field(
         None, pattern=r"^[a-z0-9][-a-z0-9.]*:[-._a-zA-Z0-9]+$")
+    #: Admin token of the API server (for status and revocation).
     admin_token: SecretStr | None = None
+    #: File holding the admin token; wins over FACEGRID_ADMIN_TOKEN.
     admin_token_file: Path | None = None
     #: Namespace of the signing-key Secret and the public-key ConfigMap (the operator's own).
     namespace: str = "facegrid"
+    #: Secret holding the Ed25519 signing key (created if missing).
     signing_key_secret: str = "facegrid-signing-key"
+    #: ConfigMap publishing the public key for server and worker.
     public_key_configmap: str = "facegrid-signing-pub"
+    #: `aud` claim of the node tokens the operator issues.
     token_audience: str = tokens.DEFAULT_AUDIENCE
+    #: Image of the node Deployments unless a CameraNode names one.
     node_image: str = f"facegrid/node:{__version__}"
+    #: imagePullPolicy of the node containers.
     node_image_pull_policy: str = Field("IfNotPresent", pattern="^(Always|IfNotPresent|Never)$")
     #: Used when a CameraNode has no spec.token.ttl (the CRD defaults it to 24h).
     default_token_ttl: str = "24h"
     #: Namespaces to watch (comma-separated in the env); empty: all namespaces.
     watch_namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Kubeconfig to use outside a cluster (default: in-cluster, then ~/.kube).
     kubeconfig: Path | None = None
+    #: Port of the operator's /metrics (0: off).
     metrics_port: int = Field(9102, ge=0, le=65535)
+    #: Port of kopf's liveness endpoint /healthz (0: off).
     liveness_port: int = Field(8080, ge=0, le=65535)
     #: How often each CameraNode's status is refreshed from the server (heartbeats).
     status_interval_s: float = Field(15.0, gt=0)
@@ -46,10 +56,13 @@ class OperatorSettings(BaseSettings):
     rotation_check_s: float = Field(30.0, gt=0)
     #: How often an Invalid CameraNode is checked again (Node changes re-check at once).
     invalid_recheck_s: float = Field(300.0, gt=0)
+    #: Timeout of each call to the API server.
     http_timeout_s: float = Field(3.0, gt=0, le=60)
     #: Delete keeps retrying the revocation this many times before letting the object go.
     revoke_retries: int = Field(20, ge=0)
+    #: Seconds between revocation retries on delete.
     revoke_backoff_s: float = Field(3.0, gt=0)
+    #: DEBUG, INFO, WARNING or ERROR.
     log_level: str = "INFO"
 
     @field_validator("watch_namespaces", mode="before")

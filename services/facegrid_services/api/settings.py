@@ -15,14 +15,23 @@ from .timezones import validate_timezone
 class ServerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACEGRID_", extra="ignore")
 
+    #: Address the server listens on.
     host: str = "0.0.0.0"
+    #: Port of the API, the dashboard and /metrics.
     port: int = Field(default=8000, ge=1, le=65535)
+    #: SQLAlchemy URL of the store (a SQLite file or postgresql+psycopg://…).
     database_url: str = "sqlite:///./facegrid.db"
+    #: Redis with the event stream, dead letters, revocations and statistics.
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Ed25519 public key (signing.pub) that verifies node tokens.
     public_key_file: Path = Path(tokens.PUBLIC_KEY_FILE)
+    #: Bearer token of the management API and the dashboard (≥ 16 characters).
     admin_token: SecretStr | None = None
+    #: File holding the admin token; wins over FACEGRID_ADMIN_TOKEN.
     admin_token_file: Path | None = None
+    #: Required `aud` claim of node tokens.
     token_audience: str = tokens.DEFAULT_AUDIENCE
+    #: IANA zone of the site: the reports' default zone.
     site_timezone: str = "UTC"
     #: Sightings older than this many days are deleted (0 keeps them for ever).
     retention_days: float = Field(default=90.0, ge=0)
@@ -32,6 +41,7 @@ class ServerSettings(BaseSettings):
     heartbeat_interval: float = Field(default=5.0, gt=0, le=3600)
     #: A node with no heartbeat for this long is listed as offline.
     offline_after_s: float = Field(default=30.0, gt=0)
+    #: DEBUG, INFO, WARNING or ERROR.
     log_level: str = "INFO"
 
     @field_validator("site_timezone")
