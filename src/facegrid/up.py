@@ -57,6 +57,7 @@ class Child:
     proc: subprocess.Popen
     essential: bool = True
     pump: threading.Thread | None = None
+    metrics_port: int | None = None
 
 
 @dataclass
@@ -73,6 +74,7 @@ class StackPlan:
     enroll_dir: Path | None = None
     loop: bool = True
     idle_after_s: float | None = None
+    database_url: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -111,7 +113,7 @@ class Stack:
         env.update({
             "FACEGRID_REDIS_URL": self.redis_url,
             "FACEGRID_SERVER_URL": self.plan.server_url,
-            "FACEGRID_DATABASE_URL": f"sqlite:///{sd / 'facegrid.db'}",
+            "FACEGRID_DATABASE_URL": self.plan.database_url or f"sqlite:///{sd / 'facegrid.db'}",
             "FACEGRID_PUBLIC_KEY_FILE": str(sd / "keys" / tokens.PUBLIC_KEY_FILE),
             "FACEGRID_ADMIN_TOKEN_FILE": str(sd / "admin-token"),
             "FACEGRID_SITE_TIMEZONE": self.plan.site_timezone,
@@ -199,11 +201,7 @@ class Stack:
         self.spawn("server", self.facegrid("server", "--host", p.host, "--port", str(p.port)),
                    env)
         self.wait_ready()
-        worker_env = env | {"FACEGRID_METRICS_PORT": str(free_port())}
-        model = self.model_id()
-        if model:
-            worker_env["FACEGRID_MODEL"] = model
-        self.spawn("worker", self.facegrid("worker"), worker_env)
+        self.start_worker()
         if p.enroll_dir is not None:
             self.echo(f"enrolling {p.enroll_dir} …")
             r = subprocess.run(self.facegrid("enroll", str(p.enroll_dir), "--server",
@@ -211,24 +209,45 @@ class Stack:
                                env=env | {"FACEGRID_ADMIN_TOKEN": self.admin_token})
             if r.returncode != 0:
                 raise RuntimeError(f"enrollment of {p.enroll_dir} failed ({r.returncode})")
-        key = tokens.load_private_key(p.state_dir / "keys" / tokens.PRIVATE_KEY_FILE)
         for i, camera in enumerate(p.cameras, start=1):
-            node_id = f"cam-{i:02d}"
-            token_file = p.state_dir / "tokens" / f"{node_id}.jwt"
-            token_file.write_text(tokens.issue_token(key, node_id, ttl_seconds=7 * 86400))
-            os.chmod(token_file, 0o600)
-            node_env = env | {
-                "FACEGRID_NODE_ID": node_id,
-                "FACEGRID_CAMERA": camera,
-                "FACEGRID_TOKEN_FILE": str(token_file.resolve()),
-                "FACEGRID_METRICS_PORT": str(free_port()),
-                "FACEGRID_TIMEZONE": p.node_timezone or p.site_timezone,
-                "FACEGRID_LOOP": "true" if p.loop else "false",
-            }
-            if p.idle_after_s is not None:
-                node_env["FACEGRID_IDLE_AFTER_S"] = str(p.idle_after_s)
-            self.spawn(node_id, self.facegrid("node", *self.weights_args()), node_env,
-                       essential=p.loop)
+            self.start_node(f"cam-{i:02d}", camera)
+
+    def start_worker(self, name: str = "worker", extra_env: dict[str, str] | None = None
+                     ) -> Child:
+        """One classify worker (``facegrid up`` starts one; tests may add more)."""
+        port = free_port()
+        worker_env = self.base_env() | {"FACEGRID_METRICS_PORT": str(port)}
+        model = self.model_id()
+        if model:
+            worker_env["FACEGRID_MODEL"] = model
+        child = self.spawn(name, self.facegrid("worker"), worker_env | (extra_env or {}))
+        child.metrics_port = port
+        return child
+
+    def start_node(self, node_id: str, camera: str, *, command_prefix: Sequence[str] = (),
+                   extra_env: dict[str, str] | None = None) -> Child:
+        """One node with its own token; ``command_prefix`` wraps the command (e.g. faketime)."""
+        p = self.plan
+        key = tokens.load_private_key(p.state_dir / "keys" / tokens.PRIVATE_KEY_FILE)
+        token_file = p.state_dir / "tokens" / f"{node_id}.jwt"
+        token_file.write_text(tokens.issue_token(key, node_id, ttl_seconds=7 * 86400))
+        os.chmod(token_file, 0o600)
+        port = free_port()
+        node_env = self.base_env() | {
+            "FACEGRID_NODE_ID": node_id,
+            "FACEGRID_CAMERA": camera,
+            "FACEGRID_TOKEN_FILE": str(token_file.resolve()),
+            "FACEGRID_METRICS_PORT": str(port),
+            "FACEGRID_TIMEZONE": p.node_timezone or p.site_timezone,
+            "FACEGRID_LOOP": "true" if p.loop else "false",
+        }
+        if p.idle_after_s is not None:
+            node_env["FACEGRID_IDLE_AFTER_S"] = str(p.idle_after_s)
+        child = self.spawn(node_id, [*command_prefix,
+                                     *self.facegrid("node", *self.weights_args())],
+                           node_env | (extra_env or {}), essential=p.loop)
+        child.metrics_port = port
+        return child
 
     def model_id(self) -> str | None:
         """The embedding model id the nodes will use (the worker must match it)."""
@@ -302,9 +321,12 @@ def register(app: typer.Typer) -> None:
         loop: Annotated[bool, typer.Option(help="Loop video files.")] = True,
         duration: Annotated[float | None, typer.Option(
             help="Stop by itself after this many seconds (for scripts).")] = None,
+        database_url: Annotated[str | None, typer.Option(
+            help="SQLAlchemy URL of the store (default: SQLite in the state folder), "
+            "e.g. postgresql+psycopg://user@host/db.")] = None,
     ) -> None:
         """Run the whole system on this machine: Redis, server + dashboard, worker, nodes."""
         plan = StackPlan(state_dir=state_dir, cameras=camera or [], host=host, port=port,
                          site_timezone=site_timezone, weights=weights, enroll_dir=enroll,
-                         loop=loop)
+                         loop=loop, database_url=database_url)
         raise typer.Exit(Stack(plan, echo=typer.echo).run(duration))
