@@ -1,62 +1,70 @@
-"""Classify-worker throughput, latency and memory against a real redis-server and SQLite.
+"""Classify-worker throughput, latency and memory: the real ``facegrid worker`` process.
 
-    .venv/bin/python bench/worker.py [--events 20000] [--gallery 10000] [--rate 2000]
+    .venv/bin/python bench/worker.py [--events 20000] [--gallery 10000] [--rates 2000,5000]
+                                     [--batch-size 256] [--profile]
 
 Starts its own redis-server (AOF on, fsync every second) and a SQLite store in
 a temporary folder, enrolls a gallery of ``--gallery`` embeddings (5 per
-person), then:
+person: one template each), starts ``facegrid worker`` as a subprocess (as it
+runs in production: its own process, defaults, /metrics), then:
 
-1. throughput: XADDs ``--events`` signed events from 4 nodes (80% enrolled
-   people, 20% strangers) and measures how fast one worker (the same
-   ``Worker.run`` loop as ``facegrid worker``) drains them: read, decode, verify,
-   match (one matmul per batch), commit one transaction per batch, ack;
-2. latency: a producer thread paces ``--rate`` events/s for ``--seconds`` and
-   the time from XADD (stream id) to ack is recorded per event.
+1. throughput: the worker is frozen (SIGSTOP) while ``--events`` signed events
+   from 4 nodes (80% enrolled people, 20% strangers) are XADDed, then thawed
+   (SIGCONT); the time until the group has nothing pending or undelivered is
+   the drain time.  During the drain the bench process only polls XINFO, so
+   the worker competes with redis-server and the machine's other jobs only.
+2. latency: the bench paces each of ``--rates`` events/s for ``--seconds``
+   (XADD pipelines every 10 ms) and subscribes to the per-event results the
+   worker publishes after commit and ack: latency = result received − XADD
+   time (the stream id).  At a rate the worker sustains, latency stays flat;
+   above it the backlog, and the latency, grows.
 
 Prints sustained events/s (target >= 5,000 on 2 cores), p50/p99 latency and
-resident memory (target <= 300 MB).  The machine's other load changes the wall
-figures, so it also prints the worker thread's own CPU time per event
-(``time.thread_time``), events per worker CPU-second, redis-server's CPU and
-the load average; ``--profile`` adds a cProfile of the drain phase.
-
-BLAS runs single-threaded, as in ``facegrid worker`` (faster for a 256×512 ·
-512×P product than two threads fighting the rest of the pipeline for 2 cores).
+the worker's resident memory (target <= 300 MB).  Other jobs on the machine
+change the wall figures, so it also prints the worker process's CPU time per
+event (user + system from /proc, all its threads), events per worker
+CPU-second, redis-server's CPU per event, the load average, and the worker's
+stage times from its own /metrics.  ``--profile`` runs the worker under
+cProfile and prints its hottest functions.
 """
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads, as the CLI does
-
 import argparse
 import hashlib
-import resource
+import json
+import os
 import shutil
+import signal
+import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import redis
 from facegrid_services.store import db, repo
-from facegrid_services.store.models import Embedding, Person
-from facegrid_services.worker.consumer import Worker
-from facegrid_services.worker.settings import WorkerSettings
+from facegrid_services.store.models import Embedding, Person, Sighting
 from facegrid_services.worker.synthetic import EventFactory, near, unit_vectors
-from prometheus_client import REGISTRY
+from sqlalchemy import func, select
 
 from facegrid import keys, tokens, wire
 
+MODEL = "facenet-casia-webface"
 
-def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
-    import socket
 
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
     proc = subprocess.Popen(
         [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
          "127.0.0.1", "--dir", str(workdir), "--appendonly", "yes", "--appendfsync",
@@ -71,45 +79,24 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def proc_cpu(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def proc_cpu_s(pid: int) -> float:
-    """user + system CPU seconds of another process (redis-server)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(proc_cpu(pid))
 
 
-class TimedWorker(Worker):
-    """Records, per acknowledged entry, its stream id time and the ack time."""
-
-    def __init__(self, *a, **kw) -> None:
-        super().__init__(*a, **kw)
-        self.latencies: list[float] = []
-        self.done = 0
-        self.cpu_s = 0.0  # this thread's CPU time while in run()
-        self.profile = None
-
-    def run(self, stop) -> None:
-        c0 = time.thread_time()
-        try:
-            if self.profile is not None:
-                self.profile.runcall(super().run, stop)
-            else:
-                super().run(stop)
-        finally:
-            self.cpu_s += time.thread_time() - c0
-
-    def process(self, entries):
-        result = super().process(entries)
-        now = time.time()
-        self.latencies.extend(now - int(sid.split("-")[0]) / 1000 for sid, _ in entries)
-        self.done += len(entries)
-        return result
+def proc_mem_mb(pid: int) -> tuple[float, float]:
+    """(resident now, resident peak) in MB."""
+    got = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            got[line.split(":")[0]] = int(line.split()[1]) / 1024
+    return got.get("VmRSS", 0.0), got.get("VmHWM", 0.0)
 
 
 def enroll(engine, centres: np.ndarray, per: int, rng) -> None:
@@ -120,12 +107,14 @@ def enroll(engine, centres: np.ndarray, per: int, rng) -> None:
             s.flush()
             for _ in range(per):
                 v = near(c, rng)
-                s.add(Embedding(person_id=p.id, model="facenet-casia-webface",
-                                vector=v.tobytes(), image_hash=hashlib.sha256(v).hexdigest()))
+                s.add(Embedding(person_id=p.id, model=MODEL, vector=v.tobytes(),
+                                image_hash=hashlib.sha256(v).hexdigest()))
         s.commit()
 
 
-def make_entries(n: int, nodes: list[EventFactory], centres: np.ndarray, rng) -> list[dict]:
+def make_entries(n: int, nodes: list[EventFactory], centres: np.ndarray,
+                 rng) -> list[tuple[dict, str]]:
+    """``(fields, event_id)``: 80% enrolled people, 20% strangers."""
     out = []
     strangers = unit_vectors(max(1, n // 5), rng)
     for i in range(n):
@@ -133,30 +122,86 @@ def make_entries(n: int, nodes: list[EventFactory], centres: np.ndarray, rng) ->
             emb = strangers[(i // 5) % len(strangers)]
         else:
             emb = near(centres[int(rng.integers(len(centres)))], rng)
-        out.append(nodes[i % len(nodes)].entry(emb))
+        node = nodes[i % len(nodes)]
+        payload = node.payload()
+        out.append((wire.encode(payload, node.token, emb), payload.event_id))
     return out
 
 
-def produce(client: redis.Redis, entries: list[dict], chunk: int = 500) -> None:
+def produce(client: redis.Redis, entries: list[tuple[dict, str]], chunk: int = 500,
+            sent: dict[str, float] | None = None) -> None:
     for i in range(0, len(entries), chunk):
+        part = entries[i:i + chunk]
         pipe = client.pipeline(transaction=False)
-        for e in entries[i:i + chunk]:
-            pipe.xadd(keys.EVENTS_STREAM, e)
-        pipe.execute()
+        for fields, _ in part:
+            pipe.xadd(keys.EVENTS_STREAM, fields)
+        ids = pipe.execute()
+        if sent is not None:
+            for (_, event_id), sid in zip(part, ids, strict=True):
+                sent[event_id] = int(sid.split(b"-", 1)[0]) / 1000.0
+
+
+def group_state(client: redis.Redis) -> tuple[int, int]:
+    """(pending, lag) of the worker group."""
+    for g in client.xinfo_groups(keys.EVENTS_STREAM):
+        if g["name"] in (keys.WORKER_GROUP, keys.WORKER_GROUP.encode()):
+            return int(g["pending"] or 0), int(g.get("lag") or 0)
+    return -1, -1
+
+
+def wait(cond, timeout: float, what: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if proc.poll() is not None:
+            sys.exit(f"worker exited ({proc.returncode}) {what}:\n"
+                     + log.read_text(errors="replace")[-3000:])
+        if time.monotonic() > deadline:
+            sys.exit(f"timed out {what}:\n" + log.read_text(errors="replace")[-3000:])
+        time.sleep(0.01)
+
+
+def stage_sums(metrics_port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
+                                  timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("facegrid_worker_stage_seconds_sum{"):
+            stage = line.split('stage="', 1)[1].split('"', 1)[0]
+            out[stage] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+class Results(threading.Thread):
+    """Receives the worker's per-event results (published after commit and ack)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.pubsub = redis.Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
+        self.pubsub.psubscribe(keys.results_channel("*"))
+        self.got: list[tuple[float, bytes]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            msg = self.pubsub.get_message(timeout=0.1)
+            if msg is not None:
+                self.got.append((time.time(), msg["data"]))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=20_000)
     ap.add_argument("--gallery", type=int, default=10_000, help="enrolled embeddings")
-    ap.add_argument("--rate", type=int, default=2_000, help="paced events/s (latency phase)")
-    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--rates", default="2000,5000",
+                    help="paced events/s of the latency phases, comma-separated")
+    ap.add_argument("--seconds", type=float, default=5.0, help="length of each paced phase")
     ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--profile", action="store_true", help="cProfile the drain phase")
+    ap.add_argument("--profile", action="store_true", help="run the worker under cProfile")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="facegrid-bench-worker-"))
     redis_proc, redis_url = start_redis(tmp)
+    worker = None
     try:
         db_url = f"sqlite:///{tmp / 'facegrid.db'}"
         repo.migrate_locked(db_url)
@@ -168,107 +213,128 @@ def main() -> None:
         key = tokens.generate_private_key()
         (tmp / "signing.pub").write_bytes(tokens.public_pem(key))
         nodes = [EventFactory(f"cam-{i}", tokens.issue_token(key, f"cam-{i}")) for i in range(4)]
-        settings = WorkerSettings(redis_url=redis_url, database_url=db_url,
-                                  public_key_file=tmp / "signing.pub", metrics_port=0,
-                                  migrate=False, consumer="bench", batch_size=args.batch_size,
-                                  block_ms=50)
         client = redis.Redis.from_url(redis_url)
-        worker = TimedWorker(settings)
-        worker.start()
-        rss_start = rss_mb()
+        metrics_port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FACEGRID_")}
+        env |= {"FACEGRID_REDIS_URL": redis_url, "FACEGRID_DATABASE_URL": db_url,
+                "FACEGRID_PUBLIC_KEY_FILE": str(tmp / "signing.pub"),
+                "FACEGRID_METRICS_PORT": str(metrics_port), "FACEGRID_MIGRATE": "false",
+                "FACEGRID_CONSUMER": "bench", "FACEGRID_BATCH_SIZE": str(args.batch_size),
+                "FACEGRID_LOG_LEVEL": "WARNING"}
+        prof = tmp / "worker.prof"
+        cmd = ([sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "facegrid", "worker"]
+               if args.profile else [str(Path(sys.executable).parent / "facegrid"), "worker"])
+        log = tmp / "worker.log"
+        worker = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
-        # 1. throughput: drain a backlog (produced first: the worker has the CPU to itself,
-        # apart from redis-server and whatever else runs on the machine).
+        def consumer_ready() -> bool:
+            try:
+                return any(c["name"] in (b"bench", "bench")
+                           for c in client.xinfo_consumers(keys.EVENTS_STREAM,
+                                                           keys.WORKER_GROUP))
+            except redis.ResponseError:  # no stream/group yet
+                return False
+
+        wait(consumer_ready, 120, "waiting for the worker to start", worker, log)
+        rss_ready, _ = proc_mem_mb(worker.pid)
+
+        # 1. throughput: freeze the worker, fill the stream, thaw, time the drain.
         entries = make_entries(args.events, nodes, centres, rng)
+        worker.send_signal(signal.SIGSTOP)
         produce(client, entries)
         del entries
-        if args.profile:
-            import cProfile
-
-            worker.profile = cProfile.Profile()
         load0 = os.getloadavg()[0]
-        redis_cpu0 = proc_cpu_s(redis_proc.pid)
-        stop = threading.Event()
+        (user0, sys0), redis_cpu0 = proc_cpu(worker.pid), proc_cpu_s(redis_proc.pid)
         t0 = time.perf_counter()
-        pcpu0 = time.process_time()
-        thread = threading.Thread(target=worker.run, args=(stop,))
-        thread.start()
-        while worker.done < args.events:
-            time.sleep(0.01)
+        worker.send_signal(signal.SIGCONT)
+        wait(lambda: group_state(client) == (0, 0), 600, "draining the backlog", worker, log)
         drain_s = time.perf_counter() - t0
-        stop.set()
-        thread.join(30)
-        cpu_s = worker.cpu_s
-        pcpu_s = time.process_time() - pcpu0
+        user1, sys1 = proc_cpu(worker.pid)
+        cpu_s, sys_s = user1 - user0 + sys1 - sys0, sys1 - sys0
         redis_cpu_s = proc_cpu_s(redis_proc.pid) - redis_cpu0
         load1 = os.getloadavg()[0]
-        stages = {st: REGISTRY.get_sample_value("facegrid_worker_stage_seconds_sum",
-                                                {"stage": st}) or 0.0
-                  for st in ("check", "match", "store", "ack")}
-        if worker.profile is not None:
+        stages = stage_sums(metrics_port)  # the worker saw no event before the drain
+        rss_drain, _ = proc_mem_mb(worker.pid)
+
+        # 2. latency: paced phases; results come back over pub/sub.
+        results = Results(redis_url)
+        results.start()
+        time.sleep(0.2)
+        n_paced = 0
+        latency: dict[int, np.ndarray] = {}
+        offered: dict[int, float] = {}
+        for rate in (int(r) for r in args.rates.split(",") if r.strip()):
+            n = int(rate * args.seconds)
+            paced = make_entries(n, nodes, centres, rng)
+            sent: dict[str, float] = {}
+            results.got.clear()
+            tick = 0.01
+            per_tick = max(1, int(rate * tick))
+            t1 = time.perf_counter()
+            for i in range(0, n, per_tick):
+                produce(client, paced[i:i + per_tick], sent=sent)
+                delay = t1 + (i // per_tick + 1) * tick - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            offered[rate] = n / (time.perf_counter() - t1)
+            wait(lambda n=n: len(results.got) >= n, 600, f"for the results at {rate}/s",
+                 worker, log)
+            lat = [at - sent[json.loads(data)["event_id"]] for at, data in results.got]
+            latency[rate] = np.asarray(lat) * 1000
+            n_paced += n
+        results.stop.set()
+        results.join(5)
+        rss_now, rss_peak = proc_mem_mb(worker.pid)
+        worker.send_signal(signal.SIGTERM)
+        rc = worker.wait(60)
+        worker = None
+
+        with engine.connect() as c:
+            stored = c.execute(select(func.count()).select_from(Sighting)).scalar_one()
+        people = len(centres)
+        print(f"gallery: {people * per:,} embeddings of {people:,} people (one template each),"
+              f" batch {args.batch_size}, SQLite, 1 `facegrid worker` process, {nproc()} cores")
+        print(f"{'metric':<46} {'value':>12}")
+        print(f"{'sustained throughput, wall (events/s)':<46} {args.events / drain_s:>12,.0f}"
+              f"   target >= 5,000 ({args.events:,} events drained)")
+        print(f"{'  worker CPU per event (us, user+sys)':<46} "
+              f"{cpu_s / args.events * 1e6:>12.0f}")
+        print(f"{'    of which system (kernel) time (us)':<46} "
+              f"{sys_s / args.events * 1e6:>12.0f}")
+        print(f"{'  events per worker CPU-second':<46} {args.events / cpu_s:>12,.0f}")
+        print(f"{'  worker CPU share of the drain wall time':<46} {cpu_s / drain_s:>12.0%}")
+        print(f"{'  redis-server CPU per event (us)':<46} "
+              f"{redis_cpu_s / args.events * 1e6:>12.0f}")
+        print(f"{'  load average (1 min) before / after':<46} {load0:>6.1f} /{load1:>4.1f}")
+        print("  stage wall time per event (us, worker /metrics): " + ", ".join(
+            f"{k} {v / args.events * 1e6:.0f}" for k, v in sorted(stages.items())))
+        for rate, lat in latency.items():
+            print(f"{f'latency XADD->result p50 / p99 @ {rate:,}/s (ms)':<46} "
+                  f"{np.percentile(lat, 50):>6.1f} /{np.percentile(lat, 99):>6.1f}"
+                  f"   (offered {offered[rate]:,.0f}/s)")
+        print(f"{'worker resident memory: ready / after drain (MB)':<46} "
+              f"{rss_ready:>6.0f} /{rss_drain:>4.0f}")
+        print(f"{'worker resident memory: end / peak (MB)':<46} {rss_now:>6.0f} /{rss_peak:>4.0f}"
+              "   target <= 300")
+        print(f"{'sightings stored':<46} {stored:>12,}")
+        assert stored == args.events + n_paced, "every event stored"
+        assert rc == 0, f"worker exit code {rc} after SIGTERM"
+        if args.profile:
             import pstats
 
-            worker.profile.disable()
-            pstats.Stats(worker.profile).sort_stats("tottime").print_stats(25)
-            worker.profile = None
-        stop = threading.Event()
-        thread = threading.Thread(target=worker.run, args=(stop,))
-        thread.start()
-
-        # 2. latency: paced producer.
-        worker.latencies.clear()
-        n_paced = int(args.rate * args.seconds)
-        paced = make_entries(n_paced, nodes, centres, rng)
-        target = worker.done + n_paced
-        tick = 0.01
-        per_tick = max(1, int(args.rate * tick))
-        t1 = time.perf_counter()
-        for i in range(0, n_paced, per_tick):
-            produce(client, paced[i:i + per_tick])
-            delay = t1 + (i // per_tick + 1) * tick - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-        while worker.done < target:
-            time.sleep(0.01)
-        stop.set()
-        thread.join(30)
-        lat = np.array(worker.latencies) * 1000
-        with engine.connect() as c:
-            from facegrid_services.store.models import Sighting
-            from sqlalchemy import func, select
-            stored = c.execute(select(func.count()).select_from(Sighting)).scalar_one()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"gallery: {worker.gallery.size} embeddings of {worker.gallery.people} people, "
-              f"batch {args.batch_size}, SQLite, 1 worker")
-        print(f"{'metric':<44} {'value':>12}")
-        print(f"{'sustained throughput, wall (events/s)':<44} {args.events / drain_s:>12,.0f}"
-              "   target >= 5,000")
-        print(f"{'  worker CPU per event (us, thread_time)':<44} "
-              f"{cpu_s / args.events * 1e6:>12.0f}")
-        print(f"{'  process CPU per event (us, process_time)':<44} "
-              f"{pcpu_s / args.events * 1e6:>12.0f}")
-        print(f"{'  events per worker CPU-second':<44} {args.events / cpu_s:>12,.0f}")
-        print(f"{'  worker CPU share of the wall time':<44} {cpu_s / drain_s:>12.0%}")
-        print(f"{'  redis-server CPU per event (us)':<44} "
-              f"{redis_cpu_s / args.events * 1e6:>12.0f}")
-        print(f"{'  load average (1 min) before / after':<44} "
-              f"{load0:>6.1f} /{load1:>4.1f}")
-        print("  stage wall time per event (us): " + ", ".join(
-            f"{k} {v / args.events * 1e6:.0f}" for k, v in stages.items()))
-        print(f"{'latency XADD->ack p50 @ ' + str(args.rate) + '/s (ms)':<44} "
-              f"{np.percentile(lat, 50):>12.1f}")
-        print(f"{'latency XADD->ack p99 @ ' + str(args.rate) + '/s (ms)':<44} "
-              f"{np.percentile(lat, 99):>12.1f}")
-        print(f"{'resident memory now (MB)':<44} {rss_mb():>12.0f}   target <= 300")
-        print(f"{'resident memory peak (MB)':<44} {peak:>12.0f}")
-        print(f"{'resident memory after gallery load (MB)':<44} {rss_start:>12.0f}")
-        print(f"{'sightings stored':<44} {stored:>12,}")
-        assert stored == args.events + n_paced, "every event stored"
-        assert wire.EMBEDDING_DIM == 512
+            pstats.Stats(str(prof)).sort_stats("tottime").print_stats(25)
     finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGCONT)
+            worker.kill()
+            worker.wait(10)
         redis_proc.terminate()
         redis_proc.wait(10)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def nproc() -> int:
+    return len(os.sched_getaffinity(0))
 
 
 if __name__ == "__main__":

@@ -74,9 +74,10 @@ SIGHTING_COLUMNS = (
     "drift_offset_ms", "corrected_utc", "track_id", "box", "det_confidence", "quality",
     "received_at",
 )
-_TIME_COLUMNS = tuple(SIGHTING_COLUMNS.index(c)
-                      for c in ("utc_timestamp", "corrected_utc", "received_at"))
-_BOX, _QUALITY = SIGHTING_COLUMNS.index("box"), SIGHTING_COLUMNS.index("quality")
+# Positions insert_sightings converts (checked here, so the column order cannot drift).
+_UTC_TS, _CORRECTED, _BOX, _QUALITY, _RECEIVED = 9, 14, 16, 18, 19
+assert [SIGHTING_COLUMNS[i] for i in (_UTC_TS, _CORRECTED, _BOX, _QUALITY, _RECEIVED)] == [
+    "utc_timestamp", "corrected_utc", "box", "quality", "received_at"]
 #: Rows per multi-row INSERT: 20 parameters each stays far below SQLite's 32,766.
 _INSERT_CHUNK = 500
 
@@ -90,9 +91,11 @@ def _dialect(conn: Connection) -> str:
 
 def _sqlite_time(t: datetime) -> str:
     """An aware instant exactly as SQLAlchemy's SQLite DATETIME stores it (naive UTC text)."""
-    if t.tzinfo is None:
-        raise ValueError("naive datetime: store aware UTC instants only")
-    return t.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if t.tzinfo is not UTC:
+        if t.tzinfo is None:
+            raise ValueError("naive datetime: store aware UTC instants only")
+        t = t.astimezone(UTC)
+    return t.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _box_json(box) -> str:
@@ -132,21 +135,24 @@ def insert_sightings(conn: Connection, rows: Sequence[Sequence]) -> set[str]:
     if not rows:
         return set()
     dialect = _dialect(conn)
+    t = _sqlite_time if dialect == "sqlite" else _same
     out: set[str] = set()
     for start in range(0, len(rows), _INSERT_CHUNK):
         chunk = rows[start:start + _INSERT_CHUNK]
         params: list = []
         for r in chunk:
-            r = list(r)
-            if dialect == "sqlite":
-                for i in _TIME_COLUMNS:
-                    r[i] = _sqlite_time(r[i])
-            r[_BOX] = _box_json(r[_BOX])
-            r[_QUALITY] = _quality_json(r[_QUALITY])
-            params += r
+            params += r[:_UTC_TS]
+            params.append(t(r[_UTC_TS]))
+            params += r[_UTC_TS + 1:_CORRECTED]
+            params += (t(r[_CORRECTED]), r[_CORRECTED + 1], _box_json(r[_BOX]), r[_BOX + 1],
+                       _quality_json(r[_QUALITY]), t(r[_RECEIVED]))
         res = conn.exec_driver_sql(_insert_sql(dialect, len(chunk)), tuple(params))
         out.update(row[0] for row in res)
     return out
+
+
+def _same(v):
+    return v
 
 
 _EARLIER = ("(excluded.check_in < attendance.check_in OR (excluded.check_in = attendance.check_in"
@@ -178,7 +184,7 @@ _UPSERT_ATTENDANCE_PG = re.sub(r":(\w+)", r"%(\1)s", _UPSERT_ATTENDANCE)
 def upsert_attendance(conn: Connection, updates: Iterable[AttendanceUpdate]) -> int:
     """Merge one batch's per-(person, day) updates: one ``executemany`` of one upsert."""
     sqlite_ = _dialect(conn) == "sqlite"
-    t = _sqlite_time if sqlite_ else (lambda v: v)
+    t = _sqlite_time if sqlite_ else _same
     params = [{
         "person_id": u.person_id, "day": u.day.isoformat() if sqlite_ else u.day,
         "check_in": t(u.check_in), "check_in_lamport": u.check_in_lamport,

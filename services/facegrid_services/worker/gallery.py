@@ -66,27 +66,27 @@ class Gallery:
     @classmethod
     def from_rows(cls, model: str | None, rows) -> Gallery:
         """Build from ``(person_id, vector_bytes)`` rows; unusable vectors are skipped."""
-        vecs, labels, skipped = [], [], 0
-        for person_id, raw in rows:
-            if raw is None or len(raw) != wire.EMBEDDING_BYTES:
-                skipped += 1
-                continue
-            v = np.frombuffer(raw, dtype=wire.EMBEDDING_DTYPE)
-            n = float(np.linalg.norm(v))
-            if not np.isfinite(n) or n < 1e-6:
-                skipped += 1
-                continue
-            vecs.append(v / n)
-            labels.append(int(person_id))
+        rows = list(rows)
+        good = [(pid, raw) for pid, raw in rows
+                if raw is not None and len(raw) == wire.EMBEDDING_BYTES]
+        skipped = len(rows) - len(good)
+        if good:
+            matrix = np.frombuffer(b"".join(raw for _, raw in good), dtype=wire.EMBEDDING_DTYPE)
+            matrix = matrix.reshape(len(good), wire.EMBEDDING_DIM).astype(np.float32)
+            with np.errstate(invalid="ignore", over="ignore"):
+                norms = np.linalg.norm(matrix, axis=1)
+            usable = np.isfinite(norms) & (norms >= 1e-6)
+            skipped += int((~usable).sum())
+            matrix = np.ascontiguousarray(matrix[usable] / norms[usable, None])
+            labels = np.asarray([pid for pid, _ in good], np.int64)[usable]
         if skipped:
             log.warning("gallery %s: skipped %d unusable stored embeddings", model, skipped)
-        if not vecs:
+        if not good or matrix.shape[0] == 0:
             return cls.empty(model)
-        matrix = np.ascontiguousarray(np.stack(vecs), dtype=np.float32)
-        person_ids, columns, counts = np.unique(np.asarray(labels, np.int64),
-                                                return_inverse=True, return_counts=True)
-        sums = np.zeros((person_ids.size, matrix.shape[1]), np.float64)
-        np.add.at(sums, columns, matrix)
+        person_ids, columns, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        order = np.argsort(columns, kind="stable")  # rows grouped by person, then summed
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        sums = np.add.reduceat(matrix[order].astype(np.float64), starts, axis=0)
         norms = np.linalg.norm(sums, axis=1)
         # Embeddings that cancel out (never seen in practice): fall back to the first photo.
         for p in np.flatnonzero(norms < 1e-6):
