@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 
 from .conftest import ADMIN, build_api
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 
 @pytest.fixture

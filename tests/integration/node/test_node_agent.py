@@ -149,6 +149,7 @@ def test_camera_disappears_and_returns(tmp_path, redis_url, face_analyzer, lfw_e
     assert not t.is_alive()
 
 
+@pytest.mark.reliability
 def test_redis_killed_and_restarted(tmp_path, redis_server, redis_url, face_analyzer,
                                     lfw_embeddings):
     from facegrid_node.agent import NodeAgent

@@ -12,7 +12,7 @@ import pytest
 from facegrid import tokens
 from facegrid.tokens import TokenError, TokenReason
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.reliability]  # every token attack
 
 
 def b64(d: dict) -> str:
