@@ -16,6 +16,7 @@ import pytest
 from facegrid_services.store.models import Alert, Attendance, RevokedToken, Sighting
 from facegrid_services.worker.consumer import GalleryModelError, Worker
 from facegrid_services.worker.synthetic import EventFactory, near, unit_vectors
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from facegrid import keys, tokens
@@ -166,6 +167,10 @@ def test_intruder_alert_once_per_window(wh, settings, store, signing_key, redis_
     assert al.window_end == base + timedelta(seconds=208)
 
 
+def _reloads() -> float:
+    return REGISTRY.get_sample_value("facegrid_worker_gallery_reloads_total") or 0.0
+
+
 def test_model_follows_the_gallery(wh, settings, store, signing_key, redis_server):
     """FACEGRID_MODEL unset: empty gallery → any model, all unknown; then the enrolled model."""
     _, engine = store
@@ -186,11 +191,19 @@ def test_model_follows_the_gallery(wh, settings, store, signing_key, redis_serve
         wh.wait_for(lambda: w.gallery.model == "facenet-vggface2", what="gallery reload")
         _xadd(client, [vgg.entry(near(centre, rng)), casia.entry(near(centre, rng))])
         wh.wait_for(lambda: wh.group_pending(client) == 0)
+        # A second model enrolled while running: it keeps the one it follows (and logs).
+        reloads = _reloads()
+        wh.enroll(engine, {"q": near(centre, rng)[None]}, model="facenet-casia-webface")
+        client.publish(keys.GALLERY_CHANNEL, "enrolled")
+        wh.wait_for(lambda: _reloads() > reloads, what="gallery reload")
+        assert (w.gallery.model, w.gallery.people) == ("facenet-vggface2", 1)
+        _xadd(client, [vgg.entry(near(centre, rng))])
+        wh.wait_for(lambda: wh.group_pending(client) == 0)
     with engine.connect() as c:
         got = [(r.model, r.recognised) for r in c.execute(
             select(Sighting).order_by(Sighting.lamport))]
     assert got == [("facenet-vggface2", False), ("facenet-casia-webface", False),
-                   ("facenet-vggface2", True)]
+                   ("facenet-vggface2", True), ("facenet-vggface2", True)]
     dead = client.xrange(keys.DEAD_LETTER_STREAM)
     assert [f[b"reason"] for _, f in dead] == [b"model_mismatch"]
 
