@@ -92,7 +92,10 @@ class FramePipeline:
             self._since_detect = self.detect_every  # woken: look at once
 
         self._since_detect += 1
-        if self._since_detect >= self.detect_every:
+        # While faces are tracked the detector runs every N frames (the tracker
+        # carries them between); with nobody tracked it runs on every active
+        # frame, so a face entering the view is found at once (latency).
+        if self._since_detect >= self.detect_every or not self.tracker.tracks:
             self._since_detect = 0
             boxes, probs = self.detector.detect(rgb)
             t3 = time.perf_counter()

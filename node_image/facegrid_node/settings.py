@@ -86,7 +86,7 @@ class NodeSettings(BaseSettings):
     # --- tracking and sending ------------------------------------------------
     iou_threshold: float = Field(0.3, gt=0, lt=1, description="IoU to continue a track.")
     detect_every: int = Field(3, ge=1, le=100, description="Run the detector every N frames "
-                              "while tracks are stable (1: every frame).")
+                              "while faces are tracked (every frame when none is; 1: always).")
     reembed_every: int = Field(10, ge=1, le=10000, description="Re-embed a track every K "
                                "detections.")
     reembed_iou: float = Field(0.6, gt=0, le=1, description="Re-embed when the box's IoU with "
