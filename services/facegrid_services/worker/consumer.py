@@ -206,7 +206,7 @@ class Worker:
             metrics.THRESHOLD_SUGGESTED.set(suggested)
             self.redis.hset(keys.THRESHOLD_GRID, "suggested", f"{suggested:.4f}")
         log.info("gallery %s: %d embeddings of %d people (templates); threshold %.3f "
-                 "(suggested %s)", gallery.model, gallery.size, gallery.people,
+                 "(suggested %s)", gallery.model or "(any model)", gallery.size, gallery.people,
                  self.settings.threshold, "n/a" if suggested is None else f"{suggested:.3f}")
 
     def refresh_revocations(self) -> None:
