@@ -21,28 +21,38 @@ def default_consumer() -> str:
 class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACEGRID_", extra="ignore")
 
+    #: Redis with the event stream (the worker's consumer group lives there).
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: SQLAlchemy URL of the store (a SQLite file or postgresql+psycopg://…).
     database_url: str = "sqlite:///./facegrid.db"
+    #: Ed25519 public key (signing.pub) that verifies node tokens.
     public_key_file: Path = Path(tokens.PUBLIC_KEY_FILE)
+    #: Required `aud` claim of node tokens.
     token_audience: str = tokens.DEFAULT_AUDIENCE
     #: Seconds of clock skew allowed on token exp/nbf.
     token_leeway_s: float = Field(default=30.0, ge=0)
+    #: IANA zone that defines the attendance day.
     site_timezone: str = "UTC"
+    #: Port of /metrics (0: off).
     metrics_port: int = Field(default=9101, ge=0, le=65535)
     #: Run Alembic migrations at start (several replicas may do so at once).
     migrate: bool = True
 
     #: Consumer name in the group; must be unique per live worker.
     consumer: str = Field(default_factory=default_consumer, min_length=1, max_length=200)
+    #: Entries read per XREADGROUP (one store transaction per batch).
     batch_size: int = Field(default=256, ge=1, le=10_000)
+    #: How long one XREADGROUP waits for new entries.
     block_ms: int = Field(default=1000, ge=1, le=60_000)
     #: Pending entries idle this long belong to a dead worker and are reclaimed.
     claim_idle_ms: int = Field(default=30_000, ge=100)
+    #: How often entries pending on a dead consumer are reclaimed (XAUTOCLAIM).
     reclaim_interval_s: float = Field(default=5.0, gt=0)
     #: How often the stream backlog/pending gauges are refreshed.
     stats_interval_s: float = Field(default=5.0, gt=0)
     #: Full reload of the revocation list (pub/sub messages can be missed).
     revocation_refresh_s: float = Field(default=60.0, gt=0)
+    #: Longest wait between retries while Redis or the database is down.
     max_backoff_s: float = Field(default=5.0, gt=0)
 
     #: Embedding model id to match.  Unset: follow the gallery (the model of the enrolled

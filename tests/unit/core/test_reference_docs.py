@@ -28,3 +28,9 @@ def test_every_component_is_covered():
     for prefix in ("facegrid_node_", "facegrid_worker_", "facegrid_server_",
                    "facegrid_operator_"):
         assert f"`{prefix}" in metrics
+
+
+def test_every_setting_is_described():
+    missing = [line.split("|")[1].strip() for line in reference.configuration_md().splitlines()
+               if line.startswith("| `FACEGRID_") and line.rstrip().endswith("|  |")]
+    assert not missing, f"settings without a description (Field(description=) or #:): {missing}"
