@@ -145,7 +145,11 @@ def group_state(client: redis.Redis) -> tuple[int, int]:
     """(pending, lag) of the worker group."""
     for g in client.xinfo_groups(keys.EVENTS_STREAM):
         if g["name"] in (keys.WORKER_GROUP, keys.WORKER_GROUP.encode()):
-            return int(g["pending"] or 0), int(g.get("lag") or 0)
+            lag = g.get("lag")
+            if lag is None:  # unknown to Redis: compare the delivered id with the last one
+                last = client.xinfo_stream(keys.EVENTS_STREAM)["last-generated-id"]
+                lag = 0 if g["last-delivered-id"] == last else 1
+            return int(g["pending"] or 0), int(lag)
     return -1, -1
 
 
