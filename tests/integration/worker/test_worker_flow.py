@@ -91,7 +91,10 @@ def test_redelivered_events_change_nothing(wh, settings, store, node, redis_serv
     centre = unit_vectors(1, rng)[0]
     wh.enroll(engine, {"p": np.stack([near(centre, rng) for _ in range(3)])})
     client = redis_server.client()
-    t0 = datetime.now(UTC) - timedelta(minutes=30)
+    # Noon (UTC, the site zone) yesterday: in the past, and the events never straddle a
+    # site-local midnight, whenever the test runs.
+    t0 = (datetime.now(UTC) - timedelta(days=1)).replace(hour=12, minute=0, second=0,
+                                                         microsecond=0)
     entries = [node.entry(near(centre, rng), at=t0 + timedelta(minutes=10 * i))
                for i in range(3)]
     _xadd(client, entries)

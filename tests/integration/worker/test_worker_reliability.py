@@ -44,7 +44,10 @@ def _workload(engine, signing_key, wh, n=N_EVENTS, people=50, seed=0):
                              for i, c in enumerate(centres)})
     nodes = [EventFactory(f"cam-{i}", tokens.issue_token(signing_key, f"cam-{i}"))
              for i in range(3)]
-    t0 = datetime.now(UTC) - timedelta(hours=2)
+    # Noon (UTC, the site zone) yesterday: in the past, and the events never straddle a
+    # site-local midnight, whenever the test runs.
+    t0 = (datetime.now(UTC) - timedelta(days=1)).replace(hour=12, minute=0, second=0,
+                                                         microsecond=0)
     entries, expect = [], {}
     for i in range(n):
         node = nodes[i % 3]
