@@ -41,7 +41,9 @@ def test_events_become_sightings_attendance_results(wh, settings, store, node, r
     client = redis_server.client()
     sub = client.pubsub(ignore_subscribe_messages=True)
     sub.subscribe(keys.results_channel("cam-1"))
-    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    # Noon yesterday (UTC, the site zone): the plan never straddles a midnight.
+    t0 = (datetime.now(UTC) - timedelta(days=1)).replace(hour=12, minute=0, second=0,
+                                                         microsecond=0)
     # p0 seen at t0, t0+1min (merged), t0+30min; p1 once; 2 strangers; 2 bad entries.
     plan = [(centres[0], 0), (centres[0], 60), (centres[0], 1800), (centres[1], 10)]
     entries = [node.entry(near(c, rng), at=t0 + timedelta(seconds=s)) for c, s in plan]
