@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from facegrid import logs
+
 log = logging.getLogger(__name__)
 
 models_app = typer.Typer(help="Face model weights (convert, check).", no_args_is_help=True)
@@ -115,6 +117,7 @@ def node(
     except ValidationError as e:
         typer.echo(f"error: invalid settings:\n{e}", err=True)
         raise typer.Exit(2) from None
+    logs.configure(settings.log_level)
 
     from facegrid_node.agent import NodeAgent
     from facegrid_node.faces import WeightsError

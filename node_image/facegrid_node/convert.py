@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facegrid.errors import FacegridError
+
 log = logging.getLogger(__name__)
 
 BN_EPS = 0.001
@@ -28,7 +30,7 @@ DEFAULT_TOLERANCE = 1e-4
 _P = "InceptionResnetV1/"
 
 
-class ConversionError(RuntimeError):
+class ConversionError(FacegridError, RuntimeError):
     """The conversion failed or does not reproduce OpenCV's embeddings."""
 
 

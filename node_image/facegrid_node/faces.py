@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from facegrid.errors import FacegridError
+from facegrid.types import MODEL_ID_RE
 from facegrid_node.settings import (
     CASIA_MODEL_ID,
-    MODEL_ID_RE,
     VGGFACE2_MODEL_ID,
     test_weights_path,
 )
@@ -40,7 +41,7 @@ IMAGE_SIZE = 160
 EMBEDDING_DIM = 512
 
 
-class WeightsError(RuntimeError):
+class WeightsError(FacegridError, RuntimeError):
     """The requested embedding weights cannot be loaded (message says what to do)."""
 
 

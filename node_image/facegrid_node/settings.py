@@ -8,15 +8,12 @@ one :class:`NodeSettings` and passes it down.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, model_validator
 
-NODE_ID_PATTERN = r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"
-MODEL_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+from facegrid.settings import RedisSettings
+from facegrid.types import HttpUrl, IanaZone, ModelId, NodeId
 
 #: Embedding model ids (a gallery built with one must never be matched with another).
 CASIA_MODEL_ID = "facenet-casia-webface"
@@ -33,20 +30,16 @@ def test_weights_path() -> Path:
     return cache_dir() / "weights" / f"{CASIA_MODEL_ID}.pt"
 
 
-class NodeSettings(BaseSettings):
-    """Configuration of one camera node."""
-
-    model_config = SettingsConfigDict(env_prefix="FACEGRID_", extra="ignore",
-                                      populate_by_name=True)
+class NodeSettings(RedisSettings):
+    """Configuration of one camera node (shared fields from :mod:`facegrid.settings`)."""
 
     # --- identity and peers -------------------------------------------------
-    node_id: str = Field("node-1", pattern=NODE_ID_PATTERN,
-                         description="DNS-1123 name of this node (the CameraNode name).")
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding the stream.")
-    server_url: str = Field("http://127.0.0.1:8000", description="facegrid API server.")
+    node_id: NodeId = Field("node-1", description="DNS-1123 name of this node (the CameraNode "
+                            "name).")
+    server_url: HttpUrl = Field("http://127.0.0.1:8000", description="facegrid API server.")
     token_file: Path = Field(Path("token"), description="File holding the node JWT; re-read "
                              "when it changes (rotation without restart).")
-    timezone: str = Field("UTC", description="IANA time zone of the camera site.")
+    timezone: IanaZone = Field("UTC", description="IANA time zone of the camera site.")
 
     # --- camera -------------------------------------------------------------
     camera: str = Field("0", description="Webcam index, /dev/videoN, rtsp://… or http://… URL, "
@@ -64,7 +57,7 @@ class NodeSettings(BaseSettings):
     weights: str = Field("vggface2", description="'vggface2' (facenet-pytorch pretrained, "
                          "downloaded once), 'casia-webface' (converted test weights) or a "
                          "state_dict file.")
-    model_id: str | None = Field(None, description="Model id for a --weights file "
+    model_id: ModelId | None = Field(None, description="Model id for a --weights file "
                                  "(default: the file name without suffix).")
     min_face_size: int = Field(40, ge=12, le=1000, description="MTCNN minimum face, pixels.")
     margin: int = Field(20, ge=0, le=100, description="Crop margin in 160×160 pixels.")
@@ -102,40 +95,20 @@ class NodeSettings(BaseSettings):
                              "is away.")
     max_event_age_s: float = Field(300.0, gt=0, description="Buffered events older than this "
                                    "are dropped.")
-    #: Seconds between heartbeats (the server's reply may change it).
-    heartbeat_interval_s: float = Field(5.0, gt=0, le=3600)
-    #: Timeout of each call to the API server.
-    http_timeout_s: float = Field(5.0, gt=0, le=120)
+    heartbeat_interval_s: float = Field(5.0, gt=0, le=3600,
+        description="Seconds between heartbeats (the server's reply may change it).")
+    http_timeout_s: float = Field(5.0, gt=0, le=120,
+        description="Timeout of each call to the API server.")
 
     # --- ops -----------------------------------------------------------------
     metrics_port: int = Field(9100, ge=0, le=65535, description="/metrics, /healthz, /readyz "
                               "(0: off).")
-    #: Address of the /metrics, /healthz and /readyz listener.
-    metrics_host: str = Field("0.0.0.0")
+    metrics_host: str = Field("0.0.0.0",
+        description="Address of the /metrics, /healthz and /readyz listener.")
     show: bool = Field(False, description="Preview window with green/red boxes (needs a display).")
 
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {v!r}") from None
-        return v
-
-    @field_validator("model_id")
-    @classmethod
-    def _model(cls, v: str | None) -> str | None:
-        if v is not None and not MODEL_ID_RE.match(v):
-            raise ValueError(f"model id {v!r} must match {MODEL_ID_RE.pattern}")
-        return v
-
     @model_validator(mode="after")
-    def _urls(self) -> NodeSettings:
-        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
-        if not self.server_url.startswith(("http://", "https://")):
-            raise ValueError("server_url must start with http:// or https://")
+    def _camera_size(self) -> NodeSettings:
         if (self.camera_width is None) != (self.camera_height is None):
             raise ValueError("set camera_width and camera_height together")
         return self

@@ -21,17 +21,19 @@ from typing import Protocol
 
 import numpy as np
 
+from facegrid.errors import FacegridError
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mjpeg", ".mjpg"}
 
 
-class SourceError(RuntimeError):
+class SourceError(FacegridError, RuntimeError):
     """The camera cannot be opened or stopped giving frames."""
 
 
-class EndOfStream(Exception):
+class EndOfStream(FacegridError):
     """A finite source (file, folder, not looping) has no more frames."""
 
 

@@ -13,10 +13,12 @@ import threading
 import time
 from pathlib import Path
 
+from facegrid.errors import FacegridError
+
 log = logging.getLogger(__name__)
 
 
-class TokenFileError(RuntimeError):
+class TokenFileError(FacegridError, RuntimeError):
     pass
 
 

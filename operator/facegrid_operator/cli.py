@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from facegrid import logs
+
 
 def register(app: typer.Typer) -> None:
     @app.command("operator")
@@ -32,6 +34,7 @@ def register(app: typer.Typer) -> None:
         except ValueError as e:
             typer.echo(f"facegrid operator: bad settings: {e}", err=True)
             raise typer.Exit(2) from None
+        logs.configure(settings.log_level)
         if settings.metrics_port:
             start_http_server(settings.metrics_port)
         run(settings)

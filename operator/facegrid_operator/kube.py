@@ -20,6 +20,8 @@ from urllib.parse import quote
 
 import httpx
 
+from facegrid.errors import FacegridError
+
 from .spec import GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,7 @@ FIELD_MANAGER = "facegrid-operator"
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
-class KubeError(Exception):
+class KubeError(FacegridError):
     def __init__(self, status: int, message: str, reason: str = "") -> None:
         super().__init__(f"HTTP {status} {reason}: {message}".strip())
         self.status = status

@@ -231,8 +231,8 @@ def heartbeat_view(ctx: OperatorContext, name: str) -> tuple[dict, dict]:
 def invalid(ctx: OperatorContext, ns: str, name: str, e: InvalidSpec) -> None:
     metrics.INVALID_SPECS.labels(reason=e.reason).inc()
     sync_status(ctx, ns, name, updates={
-        Cond.VALID: conditions.condition(FALSE, e.reason, e.message),
-        Cond.DEPLOYED: conditions.condition(FALSE, "InvalidSpec", e.message)})
+        Cond.VALID: conditions.condition(FALSE, e.reason, e.detail),
+        Cond.DEPLOYED: conditions.condition(FALSE, "InvalidSpec", e.detail)})
 
 
 def validate_and_deploy(ctx: OperatorContext, body: dict) -> str:

@@ -9,17 +9,18 @@ from datetime import UTC, datetime
 import httpx
 
 from facegrid import contract
+from facegrid.errors import FacegridError
 
 from . import metrics
 
 log = logging.getLogger(__name__)
 
 
-class ServerUnavailable(Exception):
+class ServerUnavailable(FacegridError):
     """The server could not be asked (down, timeout, 5xx, no admin token); try again later."""
 
 
-class ServerRefused(Exception):
+class ServerRefused(FacegridError):
     """The server answered with a 4xx that retrying will not change."""
 
 

@@ -13,6 +13,7 @@ import logging
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from facegrid import tokens
+from facegrid.errors import FacegridError
 
 from . import builders
 from .kube import Kube, KubeError, configmaps_path, secrets_path
@@ -21,7 +22,7 @@ from .settings import OperatorSettings
 log = logging.getLogger(__name__)
 
 
-class SigningKeyError(Exception):
+class SigningKeyError(FacegridError):
     pass
 
 

@@ -13,9 +13,10 @@ import enum
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from facegrid import tokens
+from facegrid.errors import ReasonError
+from facegrid.types import check_zone, is_node_id
 
 GROUP = "facegrid.io"
 VERSION = "v1alpha1"
@@ -24,7 +25,6 @@ KIND = "CameraNode"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 MIN_TTL_S = 10
-NODE_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
 _DEVICE_RE = re.compile(r"^/dev/video[0-9]{1,3}$")
 _INDEX_RE = re.compile(r"^[0-9]{1,3}$")
 _URL_SCHEMES = ("rtsp", "rtsps", "http", "https")
@@ -38,13 +38,14 @@ class SourceKind(enum.StrEnum):
     SECRET = "secret"
 
 
-class InvalidSpec(ValueError):
-    """The spec cannot be run; ``reason`` is a bounded CamelCase word, the message says why."""
+class InvalidSpec(ReasonError, ValueError):
+    """The spec cannot be run; ``reason`` is a bounded CamelCase word, ``detail`` says why.
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+    ``str(error)`` is the detail alone (it is written into a status condition).
+    """
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 def source_kind(source: str) -> SourceKind:
@@ -133,7 +134,7 @@ def _secret_ref(obj: dict | None) -> tuple[str, str] | None:
 
 def parse(name: str, spec: dict, *, default_ttl: str = "24h") -> CameraSpec:
     """Read and check a CameraNode spec; raise :class:`InvalidSpec` saying exactly what is wrong."""
-    if not NODE_ID_RE.match(name):
+    if not is_node_id(name):
         raise InvalidSpec("InvalidName", f"name {name!r} is not a valid node id (DNS label, "
                           "at most 63 characters)")
     host = spec.get("host") or {}
@@ -150,8 +151,8 @@ def parse(name: str, spec: dict, *, default_ttl: str = "24h") -> CameraSpec:
     kind = source_kind(str(source)) if source is not None else SourceKind.SECRET
     tz = spec.get("timeZone") or "UTC"
     try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
+        check_zone(tz)
+    except ValueError:
         raise InvalidSpec("UnknownTimeZone", f"timeZone {tz!r} is not an IANA time zone") from None
     token = spec.get("token") or {}
     ttl_text = token.get("ttl") or default_ttl

@@ -22,11 +22,14 @@ from typing import Protocol
 import httpx
 import numpy as np
 
+from facegrid.contract import API_PREFIX
+from facegrid.errors import FacegridError
+
 log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 
-class EnrollError(RuntimeError):
+class EnrollError(FacegridError, RuntimeError):
     """Enrollment cannot go on (server unreachable, token refused, bad folder)."""
 
 
@@ -111,6 +114,9 @@ def main_face(boxes: np.ndarray, width: int, height: int) -> int:
     return int(np.argmax(area * (1.0 - 0.5 * np.clip(off, 0, 1))))
 
 
+_PEOPLE = f"{API_PREFIX}/people"
+
+
 class EnrollClient:
     """The few REST calls enrollment needs (admin token)."""
 
@@ -142,11 +148,11 @@ class EnrollClient:
 
     def person_id(self, name: str) -> int:
         """The id of the person called ``name``, created if there is none."""
-        r = self._call("POST", "/api/v1/people", json={"name": name})
+        r = self._call("POST", _PEOPLE, json={"name": name})
         if r.status_code == 201:
             return int(r.json()["id"])
         if r.status_code == 409:
-            found = self._call("GET", "/api/v1/people", params={"name": name})
+            found = self._call("GET", _PEOPLE, params={"name": name})
             items = found.json().get("items", []) if found.status_code == 200 else []
             if items:
                 return int(items[0]["id"])
@@ -154,14 +160,14 @@ class EnrollClient:
         raise AssertionError  # unreachable
 
     def known_hashes(self, person_id: int, model: str) -> set[str]:
-        r = self._call("GET", f"/api/v1/people/{person_id}/embeddings", params={"model": model})
+        r = self._call("GET", f"{_PEOPLE}/{person_id}/embeddings", params={"model": model})
         if r.status_code != 200:
             self._fail(r, f"cannot list embeddings of person {person_id}")
         return {e["image_hash"] for e in r.json()}
 
     def upload(self, person_id: int, model: str, image_hash: str, embedding: np.ndarray) -> bool:
         raw = np.ascontiguousarray(embedding, dtype="<f4").tobytes()
-        r = self._call("POST", f"/api/v1/people/{person_id}/embeddings", json={
+        r = self._call("POST", f"{_PEOPLE}/{person_id}/embeddings", json={
             "model": model, "image_hash": image_hash,
             "embedding": base64.b64encode(raw).decode()})
         if r.status_code not in (200, 201):

@@ -38,10 +38,10 @@ def enroll(
 
     from tqdm import tqdm
 
+    from facegrid.settings import read_secret
     from facegrid_services import enroll as logic
 
-    if admin_token_file is not None:
-        admin_token = admin_token_file.read_text().strip()
+    admin_token = read_secret(admin_token, admin_token_file)
     if not admin_token:
         typer.echo("error: give --admin-token or --admin-token-file", err=True)
         raise typer.Exit(2)

@@ -6,6 +6,7 @@ commands, so ``facegrid token`` starts fast on any install.
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -22,9 +23,13 @@ app = typer.Typer(
 
 @app.callback()
 def _root(
-    log_level: Annotated[str, typer.Option("--log-level", envvar="FACEGRID_LOG_LEVEL",
-                                           help="DEBUG, INFO, WARNING, ERROR.")] = "INFO",
+    log_level: Annotated[str | None, typer.Option(
+        "--log-level", help="DEBUG, INFO, WARNING, ERROR (default: FACEGRID_LOG_LEVEL, "
+        "else INFO).")] = None,
 ) -> None:
+    if log_level:
+        # The components' Settings read FACEGRID_LOG_LEVEL (their log_level field).
+        os.environ[logs.LEVEL_ENV] = log_level.upper()
     logs.configure(log_level)
 
 

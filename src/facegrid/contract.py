@@ -13,6 +13,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from facegrid.types import ZONE_NAME_MAX, ModelId, NodeId
+
 API_PREFIX = "/api/v1"
 
 
@@ -25,9 +27,11 @@ class Registration(BaseModel):
     """First health check of a node, with its JWT in ``Authorization: Bearer``."""
 
     model_config = ConfigDict(extra="forbid")
-    node_id: str = Field(pattern=r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
-    timezone: str = Field(max_length=64, description="IANA time zone of the camera site")
-    model: str = Field(max_length=64, description="Embedding model id, e.g. facenet-vggface2")
+    node_id: NodeId
+    #: Checked against the zone database by the server after the token (facegrid.types.zone).
+    timezone: str = Field(max_length=ZONE_NAME_MAX,
+                          description="IANA time zone of the camera site")
+    model: ModelId = Field(description="Embedding model id, e.g. facenet-vggface2")
     version: str = Field(max_length=32, description="facegrid version of the node")
     camera: str = Field(default="", max_length=256, description="Camera kind, never a secret URL")
 
@@ -67,7 +71,7 @@ class RevokeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     jti: str = Field(min_length=1, max_length=64)
-    node_id: str | None = Field(default=None, max_length=63)
+    node_id: NodeId | None = None
     expires_at: datetime | None = Field(default=None, description="Token expiry (UTC)")
     reason: str = Field(default="", max_length=200)
 

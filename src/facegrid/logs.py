@@ -6,11 +6,13 @@ import logging
 import os
 import sys
 
+#: The variable every component's Settings reads as ``log_level``.
+LEVEL_ENV = "FACEGRID_LOG_LEVEL"
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 def configure(level: str | None = None) -> None:
     """Configure root logging once, to stderr; level from arg or FACEGRID_LOG_LEVEL."""
-    name = (level or os.environ.get("FACEGRID_LOG_LEVEL") or "INFO").upper()
+    name = (level or os.environ.get(LEVEL_ENV) or "INFO").upper()
     logging.basicConfig(level=getattr(logging, name, logging.INFO), format=_FORMAT,
                         stream=sys.stderr, force=True)

@@ -40,39 +40,21 @@ def _default(field) -> str:
     return f"`{value}`"
 
 
-def _field_comments(cls) -> dict[str, str]:
-    """Sphinx-style ``#:`` comments above class attributes, by attribute name."""
-    import inspect
-    import re
-
-    comments: dict[str, str] = {}
-    pending: list[str] = []
-    for line in inspect.getsource(cls).splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#:"):
-            pending.append(stripped[2:].strip())
-            continue
-        m = re.match(r"^\s{4}(\w+)\s*:", line)
-        if m and pending:
-            comments[m.group(1)] = " ".join(pending)
-        if stripped and not stripped.startswith("#"):
-            pending = []
-    return comments
-
-
 def configuration_md() -> str:
     out = ["# Configuration reference", "",
            "Generated from the Settings classes by `python -m facegrid.reference`; a test keeps",
            "it current. Every setting is an environment variable (prefix `FACEGRID_`);",
-           "the commands also take the common ones as options (`--help`).", ""]
+           "the commands also take the common ones as options (`--help`). The shared",
+           "settings (log level, Redis, store, token checks, site zone, admin token) are",
+           "declared once in `facegrid.settings`; durations carry their unit in the name",
+           "(`_s`, `_ms`, `_days`).", ""]
     for title, module, cls_name, command in SETTINGS:
         cls = getattr(importlib.import_module(module), cls_name)
-        comments = _field_comments(cls)
         out += [f"## {title} — `{command}`", "", "| variable | default | meaning |",
                 "| --- | --- | --- |"]
         for name, field in cls.model_fields.items():
             out.append(f"| `FACEGRID_{name.upper()}` | {_cell(_default(field))} | "
-                       f"{_cell(field.description or comments.get(name, ''))} |")
+                       f"{_cell(field.description or '')} |")
         out.append("")
     return "\n".join(out)
 

@@ -29,6 +29,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from facegrid.errors import ReasonError
+
 ALGORITHM = "EdDSA"
 DEFAULT_AUDIENCE = "facegrid"
 ISSUER = "facegrid"
@@ -51,11 +53,10 @@ class TokenReason(enum.StrEnum):
     MISSING_CLAIM = "missing_claim"
 
 
-class TokenError(Exception):
-    def __init__(self, reason: TokenReason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
+class TokenError(ReasonError):
+    """A refused token.  ``reason`` is a :class:`TokenReason`."""
+
+    reason: TokenReason
 
 
 # --- keys -------------------------------------------------------------------

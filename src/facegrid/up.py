@@ -105,7 +105,9 @@ class Stack:
             fd = os.open(admin, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(24))
-        self.admin_token = admin.read_text().strip()
+        from facegrid.settings import read_secret  # pydantic: not at `facegrid --help`
+
+        self.admin_token = read_secret(None, admin) or ""
 
     def base_env(self) -> dict[str, str]:
         sd = self.plan.state_dir.resolve()

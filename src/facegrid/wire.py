@@ -26,6 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from facegrid.errors import ReasonError
+from facegrid.types import MODEL_ID_RE, NODE_ID_RE, ZONE_NAME_RE
+
 VERSION = "1"
 EMBEDDING_DIM = 512
 EMBEDDING_BYTES = EMBEDDING_DIM * 4
@@ -36,11 +39,8 @@ MAX_PAYLOAD_BYTES = 4096
 MAX_TOKEN_BYTES = 4096
 ENTRY_FIELDS = frozenset({"v", "token", "payload", "embedding"})
 
-_NODE_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
-_MODEL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _TZ_OFFSET_RE = re.compile(r"^[+-](0\d|1\d|2[0-3]):[0-5]\d$")
-_TZ_NAME_RE = re.compile(r"^[A-Za-z0-9_+/-]{1,64}$")
 _MIN_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 _MAX_TIME = datetime(2100, 1, 1, tzinfo=UTC)
 #: corrected_utc must equal utc_timestamp + drift_offset_ms to this precision.
@@ -65,13 +65,10 @@ class Reason(enum.StrEnum):
     OVERSIZE = "oversize"
 
 
-class WireError(ValueError):
+class WireError(ReasonError, ValueError):
     """An entry that is not a valid v1 event.  ``reason`` is a :class:`Reason`."""
 
-    def __init__(self, reason: Reason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
+    reason: Reason
 
 
 @dataclass(slots=True)
@@ -181,14 +178,6 @@ def _parse_utc(value: Any, name: str) -> datetime:
     return t
 
 
-def _req(d: dict, key: str, types: type | tuple[type, ...], where: str = "payload") -> Any:
-    v = d[key]
-    # bool is an int subclass: never accept it where a number is meant.
-    if not isinstance(v, types) or isinstance(v, bool):
-        raise WireError(Reason.WRONG_TYPE, f"{where}.{key} has type {type(v).__name__}")
-    return v
-
-
 def _finite(v: float, key: str) -> float:
     if v != v or v in (math.inf, -math.inf):
         raise WireError(Reason.BAD_VALUE, f"payload.{key} is not finite")
@@ -235,16 +224,16 @@ def _decode_payload(raw: bytes) -> tuple[EventPayload, datetime, datetime]:
     if not _UUID_RE.match(event_id):
         raise WireError(Reason.BAD_VALUE, "payload.event_id is not a lowercase UUID")
     node_id = d["node_id"]
-    if not _NODE_ID_RE.match(node_id):
+    if not NODE_ID_RE.match(node_id):
         raise WireError(Reason.BAD_VALUE, "payload.node_id is not a DNS-1123 name")
     lamport = d["lamport"]
     if not 0 <= lamport < 2**63:
         raise WireError(Reason.BAD_VALUE, "payload.lamport out of range")
     model = d["model"]
-    if not _MODEL_RE.match(model):
+    if not MODEL_ID_RE.match(model):
         raise WireError(Reason.BAD_VALUE, "payload.model is not a model id")
     tz = d["timezone"]
-    if not _TZ_NAME_RE.match(tz):
+    if not ZONE_NAME_RE.match(tz):
         raise WireError(Reason.BAD_VALUE, "payload.timezone is not an IANA name")
     tz_off = d["timezone_offset"]
     if not _TZ_OFFSET_RE.match(tz_off):

@@ -14,7 +14,7 @@ import pytest
 from facegrid_services.store import db
 from facegrid_services.store.models import Alert, Attendance, Sighting
 
-from facegrid.contract import REGISTER_PATH, heartbeat_path
+from facegrid.contract import API_PREFIX, REGISTER_PATH, heartbeat_path
 
 from .cdp import Browser
 
@@ -35,9 +35,9 @@ def seed(server) -> tuple:
             "fps": 9.8 if state == "active" else 1.0, "drift_offset_ms": -3.2, "lamport": 5,
             "camera_up": True, "events_sent": 3, "events_dropped": 0,
             "backlog": 0}).raise_for_status()
-    ada = client.post("/api/v1/people", headers=server.admin,
+    ada = client.post(f"{API_PREFIX}/people", headers=server.admin,
                       json={"name": "Ada Lovelace"}).json()["id"]
-    grace = client.post("/api/v1/people", headers=server.admin,
+    grace = client.post(f"{API_PREFIX}/people", headers=server.admin,
                         json={"name": "Grace Hopper"}).json()["id"]
     engine = db.make_engine(server.database_url)
     sessions = db.session_factory(engine)

@@ -21,6 +21,7 @@ import httpx
 import redis
 
 from facegrid import keys
+from facegrid.contract import API_PREFIX
 from facegrid.up import Child, Stack, StackPlan, free_port
 
 log = logging.getLogger(__name__)
@@ -76,11 +77,11 @@ class TestStack(Stack):
 
     def sightings(self) -> list[dict]:
         """All sightings, oldest first by (corrected_utc, lamport)."""
-        rows = self.get_all("/api/v1/sightings")
+        rows = self.get_all(f"{API_PREFIX}/sightings")
         return sorted(rows, key=lambda s: (s["corrected_utc"], s["lamport"]))
 
     def attendance(self, day: date) -> list[dict]:
-        return self.get_all("/api/v1/attendance", day=day.isoformat())
+        return self.get_all(f"{API_PREFIX}/attendance", day=day.isoformat())
 
     @property
     def database_url(self) -> str:

@@ -15,6 +15,7 @@ import pytest
 from browser.cdp import Browser
 
 from facegrid import keys
+from facegrid.contract import API_PREFIX
 
 from .stack import (
     CLIP,
@@ -51,7 +52,7 @@ def test_demo_clip_end_to_end(store, request, tmp_path, test_weights, record_pro
         sightings = stack.sightings()
         stored = stack.stored_sightings()
         attendance = stack.attendance(local_today(zone))
-        alerts = stack.get_all("/api/v1/alerts")
+        alerts = stack.get_all(f"{API_PREFIX}/alerts")
 
         appearances = len(TIMELINE)
         unknown = [s for s in sightings if not s["recognised"]]

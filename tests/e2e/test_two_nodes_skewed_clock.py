@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from facegrid import keys
+from facegrid.contract import API_PREFIX
 
 from .stack import CLIP, ENROLLED, iso, local_today, midday_zone, running_stack, scrape, stream_ms
 
@@ -57,7 +58,7 @@ def test_two_nodes_two_workers_one_clock_90s_fast(postgres_url, tmp_path, test_w
     zone = midday_zone()
     with running_stack(tmp_path / "stack", test_weights, database_url=postgres_url,
                        site_timezone=zone,
-                       extra_env={"FACEGRID_HEARTBEAT_INTERVAL": str(HEARTBEAT_S)}) as stack:
+                       extra_env={"FACEGRID_HEARTBEAT_INTERVAL_S": str(HEARTBEAT_S)}) as stack:
         stack.start_worker("worker-2", {"FACEGRID_CONSUMER": "worker-2"})
         plain = stack.start_node("cam-01", str(CLIP))
         # A REAL skewed clock: the node process reads the wall clock 90 s ahead.
@@ -70,7 +71,7 @@ def test_two_nodes_two_workers_one_clock_90s_fast(postgres_url, tmp_path, test_w
         for child in (plain, skewed):
             assert stack.wait_exit(child, timeout=300) == 0, stack.log_tail(child.name)
         with stack.api() as api:  # the drift of its last heartbeat, as the fleet sees it
-            status = api.get("/api/v1/nodes/cam-skew").json()
+            status = api.get(f"{API_PREFIX}/nodes/cam-skew").json()
         stack.wait_drained()
 
         r = stack.redis()

@@ -13,6 +13,8 @@ import httpx
 import pytest
 from fixtures.servers import free_port
 
+from facegrid.contract import API_PREFIX
+
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
@@ -36,7 +38,7 @@ def test_up_starts_the_stack_and_ctrl_c_stops_everything(tmp_path):
         assert (state / "keys" / "signing.key").stat().st_mode & 0o777 == 0o600
         base = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{base}/readyz", timeout=5).status_code == 200
-        r = httpx.get(f"{base}/api/v1/nodes", timeout=5,
+        r = httpx.get(f"{base}{API_PREFIX}/nodes", timeout=5,
                       headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 200 and r.json() == []
         children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,

@@ -22,6 +22,7 @@ from e2e.stack import running_stack, scrape
 from facegrid_services.worker.synthetic import EventFactory, unit_vectors
 
 from facegrid import keys, tokens
+from facegrid.contract import API_PREFIX
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
@@ -77,7 +78,7 @@ def test_every_token_attack_refused_by_server_and_worker(tmp_path, test_weights,
         key = tokens.load_private_key(stack.plan.state_dir / "keys" / tokens.PRIVATE_KEY_FILE)
         worker = next(c for c in stack.children if c.name == "worker")
         api = stack.api()
-        r = api.post("/api/v1/tokens/revoke", json={"jti": "revoked-by-test", "node_id": NODE,
+        r = api.post(f"{API_PREFIX}/tokens/revoke", json={"jti": "revoked-by-test", "node_id": NODE,
                                                     "reason": "reliability test"})
         assert r.status_code == 201, r.text
         time.sleep(1.0)  # the revocation reaches the worker by pub/sub
@@ -88,14 +89,14 @@ def test_every_token_attack_refused_by_server_and_worker(tmp_path, test_weights,
         vectors = iter(unit_vectors(20, np.random.default_rng(0)))
         results: dict[str, dict] = {}
         for name, (token, reason) in attacks(key).items():
-            reply = api.post("/api/v1/nodes/register", json=registration,
+            reply = api.post(f"{API_PREFIX}/nodes/register", json=registration,
                              headers={"Authorization": f"Bearer {token}"})
             sid = client.xadd(keys.EVENTS_STREAM,
                               EventFactory(NODE, token).entry(next(vectors))).decode()
             results[name] = {"reason": reason, "http": reply.status_code,
                              "detail": reply.json().get("detail", ""), "sid": sid}
         good = tokens.issue_token(key, NODE)
-        control = api.post("/api/v1/nodes/register", json=registration,
+        control = api.post(f"{API_PREFIX}/nodes/register", json=registration,
                            headers={"Authorization": f"Bearer {good}"})
         client.xadd(keys.EVENTS_STREAM, EventFactory(NODE, good).entry(next(vectors)))
         stack.wait_drained()

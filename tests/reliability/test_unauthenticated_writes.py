@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from facegrid import tokens
+from facegrid.contract import API_PREFIX
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
@@ -72,8 +73,8 @@ def test_every_write_route_refuses_unauthenticated_requests(live_server, record_
                 unexpected.append((method, url, cred and cred[:20], r.status_code, r.text[:200]))
     counted = refused_total(client) - before
     admin = {"Authorization": f"Bearer {live_server.admin_token}"}
-    people = client.get("/api/v1/people", headers=admin).json()["total"]
-    nodes = client.get("/api/v1/nodes", headers=admin).json()
+    people = client.get(f"{API_PREFIX}/people", headers=admin).json()["total"]
+    nodes = client.get(f"{API_PREFIX}/nodes", headers=admin).json()
     print(f"\n{sent} unauthenticated write requests to {len(routes)} write routes: "
           f"{sent - len(unexpected)} refused (401/403), {counted:.0f} counted in metrics, "
           f"{people} people and {len(nodes)} nodes written")

@@ -21,7 +21,7 @@ def deploy(ctx: OperatorContext, body) -> str:
     except InvalidSpec as e:
         metrics.RECONCILES.labels(stage="deployment", reason="invalid").inc()
         # No retry storm: a spec change, a Node change or the slow re-check runs it again.
-        raise kopf.PermanentError(f"{e.reason}: {e.message}") from e
+        raise kopf.PermanentError(f"{e.reason}: {e.detail}") from e
     except KubeError as e:
         metrics.RECONCILES.labels(stage="deployment", reason="api_error").inc()
         raise reconcile.kopf_error(e, "node Deployment") from e

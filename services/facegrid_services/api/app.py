@@ -21,6 +21,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError, Statemen
 from sqlalchemy.orm import Session, sessionmaker
 
 from facegrid import __version__
+from facegrid.contract import API_PREFIX
 from facegrid.tokens import TokenVerifier
 from facegrid_services.retention import retention_loop
 
@@ -158,8 +159,9 @@ def create_app(
     app.state.ctx = ctx
     app.add_middleware(MetricsMiddleware)
     _install_error_handlers(app)
-    for module in (health, nodes, people, sightings, attendance, alerts, stream, tokens):
-        app.include_router(module.router)
+    app.include_router(health.router)
+    for module in (nodes, people, sightings, attendance, alerts, stream, tokens):
+        app.include_router(module.router, prefix=API_PREFIX)
 
     @app.get("/", include_in_schema=False)
     def _root() -> RedirectResponse:

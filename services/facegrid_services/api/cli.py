@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from facegrid import logs
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -25,6 +27,7 @@ def register(app: typer.Typer) -> None:
         overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
         try:
             settings = ServerSettings(**overrides)
+            logs.configure(settings.log_level)
             app_ = build_app(settings, migrate=not no_migrate)
         except (ValidationError, ValueError, OSError) as e:
             typer.echo(f"error: {e}", err=True)

@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from facegrid.tokens import Claims, TokenError, TokenReason, TokenVerifier
+from facegrid.types import NODE_ID_PATTERN
 
 from . import metrics
 from .heartbeats import HeartbeatBuffer
@@ -100,8 +101,7 @@ def verify_node_token(ctx: ServerContext, credentials: HTTPAuthorizationCredenti
     return claims
 
 
-NodeIdPath = Annotated[str, Path(pattern=r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$",
-                                 description="DNS-1123 node id")]
+NodeIdPath = Annotated[str, Path(pattern=NODE_ID_PATTERN, description="DNS-1123 node id")]
 
 
 async def node_claims(

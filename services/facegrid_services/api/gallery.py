@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from facegrid import keys, wire
+from facegrid.errors import FacegridError
 from facegrid_services.store import queries
 from facegrid_services.store.models import Attendance, Embedding, Person, Sighting
 
@@ -29,11 +30,11 @@ from .schemas import EmbeddingIn, ErasedOut, PersonCreate, PersonOut, PersonUpda
 log = logging.getLogger(__name__)
 
 
-class InvalidEmbedding(ValueError):
+class InvalidEmbedding(FacegridError, ValueError):
     pass
 
 
-class Conflict(ValueError):
+class Conflict(FacegridError, ValueError):
     pass
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from facegrid import types
 from facegrid.contract import NodeStatus
 
 T = TypeVar("T")
@@ -24,8 +25,8 @@ def _printable(v: str) -> str:
 
 
 PrintableName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)]
-ModelId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$",
-                               description="Embedding model id, e.g. facenet-casia-webface")]
+ModelId = Annotated[types.ModelId,
+                    Field(description="Embedding model id, e.g. facenet-casia-webface")]
 ImageHash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$",
                                  description="SHA-256 (hex) of the source image file")]
 

@@ -2,52 +2,39 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pydantic import AliasChoices, Field, model_validator
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from facegrid.settings import (
+    AdminTokenSettings,
+    RedisSettings,
+    SiteSettings,
+    StoreSettings,
+    VerifierSettings,
+)
 
-from facegrid import tokens
+#: Admin tokens shorter than this are refused at start.
+MIN_ADMIN_TOKEN = 16
 
-from .timezones import validate_timezone
 
+class ServerSettings(AdminTokenSettings, SiteSettings, VerifierSettings, StoreSettings,
+                     RedisSettings):
+    """Configuration of ``facegrid server`` (shared fields from :mod:`facegrid.settings`)."""
 
-class ServerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FACEGRID_", extra="ignore")
-
-    #: Address the server listens on.
-    host: str = "0.0.0.0"
-    #: Port of the API, the dashboard and /metrics.
-    port: int = Field(default=8000, ge=1, le=65535)
-    #: SQLAlchemy URL of the store (a SQLite file or postgresql+psycopg://…).
-    database_url: str = "sqlite:///./facegrid.db"
-    #: Redis with the event stream, dead letters, revocations and statistics.
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    #: Ed25519 public key (signing.pub) that verifies node tokens.
-    public_key_file: Path = Path(tokens.PUBLIC_KEY_FILE)
-    #: Bearer token of the management API and the dashboard (≥ 16 characters).
-    admin_token: SecretStr | None = None
-    #: File holding the admin token; wins over FACEGRID_ADMIN_TOKEN.
-    admin_token_file: Path | None = None
-    #: Required `aud` claim of node tokens.
-    token_audience: str = tokens.DEFAULT_AUDIENCE
-    #: IANA zone of the site: the reports' default zone.
-    site_timezone: str = "UTC"
-    #: Sightings older than this many days are deleted (0 keeps them for ever).
-    retention_days: float = Field(default=90.0, ge=0)
-    #: How often the retention job runs.
-    retention_interval_s: float = Field(default=3600.0, gt=0)
-    #: The interval the server asks nodes to heartbeat at (HeartbeatReply).
-    heartbeat_interval: float = Field(default=5.0, gt=0, le=3600)
-    #: A node with no heartbeat for this long is listed as offline.
-    offline_after_s: float = Field(default=30.0, gt=0)
-    #: DEBUG, INFO, WARNING or ERROR.
-    log_level: str = "INFO"
-
-    @field_validator("site_timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        return validate_timezone(v)
+    host: str = Field("0.0.0.0", description="Address the server listens on.")
+    port: int = Field(default=8000, ge=1, le=65535,
+        description="Port of the API, the dashboard and /metrics.")
+    retention_days: float = Field(default=90.0, ge=0,
+        description="Sightings older than this many days are deleted (0 keeps them for ever).")
+    retention_interval_s: float = Field(default=3600.0, gt=0,
+        description="How often the retention job runs.")
+    heartbeat_interval_s: float = Field(
+        default=5.0, gt=0, le=3600,
+        validation_alias=AliasChoices("FACEGRID_HEARTBEAT_INTERVAL_S",
+                                      "FACEGRID_HEARTBEAT_INTERVAL"),
+        description="The interval the server asks nodes to heartbeat at (HeartbeatReply). "
+                    "Was FACEGRID_HEARTBEAT_INTERVAL, which is still read.")
+    offline_after_s: float = Field(default=30.0, gt=0,
+        description="A node with no heartbeat for this long is listed as offline.")
 
     @model_validator(mode="after")
     def _admin(self) -> ServerSettings:
@@ -56,11 +43,8 @@ class ServerSettings(BaseSettings):
         return self
 
     def admin_secret(self) -> str:
-        """The admin token (from the file if one is given; it wins so Secrets can rotate)."""
-        if self.admin_token_file is not None:
-            value = self.admin_token_file.read_text().strip()
-        else:
-            value = self.admin_token.get_secret_value().strip()  # type: ignore[union-attr]
-        if len(value) < 16:
-            raise ValueError("the admin token must be at least 16 characters")
+        """The admin token; raises ValueError when it is shorter than 16 characters."""
+        value = super().admin_secret() or ""
+        if len(value) < MIN_ADMIN_TOKEN:
+            raise ValueError(f"the admin token must be at least {MIN_ADMIN_TOKEN} characters")
         return value

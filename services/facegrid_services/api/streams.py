@@ -14,13 +14,14 @@ import re
 import redis
 
 from facegrid import keys, wire
+from facegrid.errors import FacegridError
 
 from .schemas import DeadLetterOut, GroupInfo, StreamInfo
 
 STREAM_ID_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 
-class DeadLetterNotFound(LookupError):
+class DeadLetterNotFound(FacegridError, LookupError):
     pass
 
 

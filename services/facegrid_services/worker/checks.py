@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from facegrid import wire
+from facegrid.errors import ReasonError
 from facegrid.tokens import TokenError, TokenVerifier
 
 MODEL_MISMATCH = "model_mismatch"
@@ -19,11 +20,8 @@ MODEL_MISMATCH = "model_mismatch"
 STORE_REJECTED = "store_rejected"
 
 
-class Rejected(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+class Rejected(ReasonError):
+    """An entry the worker dead-letters; ``reason`` is the bounded dead-letter reason."""
 
 
 class EntryChecker:

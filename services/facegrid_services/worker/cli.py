@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from facegrid import logs
+
 
 def register(app: typer.Typer) -> None:
     app.command("worker")(worker)
@@ -59,6 +61,7 @@ def worker(
     except ValidationError as e:
         typer.echo(f"invalid worker settings:\n{e}", err=True)
         raise typer.Exit(2) from None
+    logs.configure(settings.log_level)
     if not settings.public_key_file.is_file():
         typer.echo(f"public key {settings.public_key_file} not found: set "
                    "FACEGRID_PUBLIC_KEY_FILE (see `facegrid token keygen`)", err=True)

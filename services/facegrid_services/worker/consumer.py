@@ -37,6 +37,7 @@ from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
 from facegrid import keys, wire
+from facegrid.errors import FacegridError
 from facegrid.tokens import TokenVerifier
 from facegrid_services.attendance import Seen, attendance_time, plan_attendance
 from facegrid_services.store import db, repo
@@ -68,7 +69,7 @@ TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError,
              sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError)
 
 
-class GalleryModelError(RuntimeError):
+class GalleryModelError(FacegridError, RuntimeError):
     """The gallery holds several models and FACEGRID_MODEL does not say which: fatal."""
 
 

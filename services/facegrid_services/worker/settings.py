@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
-from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from facegrid import tokens
+from facegrid.settings import RedisSettings, SiteSettings, StoreSettings, VerifierSettings
+from facegrid.types import ModelId
 
 
 def default_consumer() -> str:
@@ -18,80 +16,59 @@ def default_consumer() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class WorkerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FACEGRID_", extra="ignore")
+class WorkerSettings(SiteSettings, VerifierSettings, StoreSettings, RedisSettings):
+    """Configuration of ``facegrid worker`` (shared fields from :mod:`facegrid.settings`)."""
 
-    #: Redis with the event stream (the worker's consumer group lives there).
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    #: SQLAlchemy URL of the store (a SQLite file or postgresql+psycopg://…).
-    database_url: str = "sqlite:///./facegrid.db"
-    #: Ed25519 public key (signing.pub) that verifies node tokens.
-    public_key_file: Path = Path(tokens.PUBLIC_KEY_FILE)
-    #: Required `aud` claim of node tokens.
-    token_audience: str = tokens.DEFAULT_AUDIENCE
-    #: Seconds of clock skew allowed on token exp/nbf.
-    token_leeway_s: float = Field(default=30.0, ge=0)
-    #: IANA zone that defines the attendance day.
-    site_timezone: str = "UTC"
-    #: Port of /metrics (0: off).
-    metrics_port: int = Field(default=9101, ge=0, le=65535)
-    #: Run Alembic migrations at start (several replicas may do so at once).
-    migrate: bool = True
+    token_leeway_s: float = Field(default=30.0, ge=0,
+        description="Seconds of clock skew allowed on token exp/nbf.")
+    metrics_port: int = Field(default=9101, ge=0, le=65535,
+        description="Port of /metrics (0: off).")
+    migrate: bool = Field(True,
+        description="Run Alembic migrations at start (several replicas may do so at once).")
 
-    #: Consumer name in the group; must be unique per live worker.
-    consumer: str = Field(default_factory=default_consumer, min_length=1, max_length=200)
-    #: Entries read per XREADGROUP (one store transaction per batch).
-    batch_size: int = Field(default=256, ge=1, le=10_000)
-    #: How long one XREADGROUP waits for new entries.
-    block_ms: int = Field(default=1000, ge=1, le=60_000)
-    #: Pending entries idle this long belong to a dead worker and are reclaimed.
-    claim_idle_ms: int = Field(default=30_000, ge=100)
-    #: How often entries pending on a dead consumer are reclaimed (XAUTOCLAIM).
-    reclaim_interval_s: float = Field(default=5.0, gt=0)
-    #: How often the stream backlog/pending gauges are refreshed.
-    stats_interval_s: float = Field(default=5.0, gt=0)
-    #: Full reload of the revocation list (pub/sub messages can be missed).
-    revocation_refresh_s: float = Field(default=60.0, gt=0)
-    #: Longest wait between retries while Redis or the database is down.
-    max_backoff_s: float = Field(default=5.0, gt=0)
+    consumer: str = Field(default_factory=default_consumer, min_length=1, max_length=200,
+        description="Consumer name in the group; must be unique per live worker.")
+    batch_size: int = Field(default=256, ge=1, le=10_000,
+        description="Entries read per XREADGROUP (one store transaction per batch).")
+    block_ms: int = Field(default=1000, ge=1, le=60_000,
+        description="How long one XREADGROUP waits for new entries.")
+    claim_idle_ms: int = Field(default=30_000, ge=100,
+        description="Pending entries idle this long belong to a dead worker and are reclaimed.")
+    reclaim_interval_s: float = Field(default=5.0, gt=0,
+        description="How often entries pending on a dead consumer are reclaimed (XAUTOCLAIM).")
+    stats_interval_s: float = Field(default=5.0, gt=0,
+        description="How often the stream backlog/pending gauges are refreshed.")
+    revocation_refresh_s: float = Field(default=60.0, gt=0,
+        description="Full reload of the revocation list (pub/sub messages can be missed).")
+    max_backoff_s: float = Field(default=5.0, gt=0,
+        description="Longest wait between retries while Redis or the database is down.")
 
-    #: Embedding model id to match.  Unset: follow the gallery (the model of the enrolled
-    #: embeddings; an empty gallery accepts any model, every event unknown; a gallery of
-    #: several models needs this setting).  Events of another model are dead-lettered.
-    model: str | None = None
-    #: Cosine similarity to the person's template a match needs.  0.58: the median over 20
-    #: random halvings of LFW dev of the threshold that lets in 1% of the photos of the half
-    #: NOT enrolled (impostor scores only; the stranger set is not used); on LFW dev it gives
-    #: rank-1 99.8%, correct-accept 98.1%, 0/40 strangers.  See docs/worker.md "Accuracy".
-    threshold: float = Field(default=0.58, ge=-1.0, le=1.0)
-    #: Target open-set false-accept rate of the suggested threshold (gallery impostor scores).
-    target_far: float = Field(default=0.01, gt=0, lt=1)
+    model: ModelId | None = Field(None,
+        description="Embedding model id to match.  Unset: follow the gallery (the model of the "
+                    "enrolled embeddings; an empty gallery accepts any model, every event "
+                    "unknown; a gallery of several models needs this setting).  Events of another "
+                    "model are dead-lettered.")
+    threshold: float = Field(default=0.58, ge=-1.0, le=1.0,
+        description="Cosine similarity to the person's template a match needs.  0.58: the median "
+                    "over 20 random halvings of LFW dev of the threshold that lets in 1% of the "
+                    "photos of the half NOT enrolled (impostor scores only; the stranger set is "
+                    "not used); on LFW dev it gives rank-1 99.8%, correct-accept 98.1%, 0/40 "
+                    "strangers.  See docs/worker.md \"Accuracy\".")
+    target_far: float = Field(default=0.01, gt=0, lt=1,
+        description="Target open-set false-accept rate of the suggested threshold (gallery "
+                    "impostor scores).")
 
-    #: Sightings of one person closer than this merge into one visit.
-    cooldown_s: float = Field(default=300.0, ge=0)
-    #: A corrected_utc further than this in the future (vs the worker clock) is suspect.
-    clock_tolerance_s: float = Field(default=300.0, gt=0)
-    #: Intruder alert: this many unknown sightings ...
-    intruder_count: int = Field(default=5, ge=1)
-    #: ... within this many seconds, across all nodes.
-    intruder_window_s: float = Field(default=60.0, gt=0)
+    cooldown_s: float = Field(default=300.0, ge=0,
+        description="Sightings of one person closer than this merge into one visit.")
+    clock_tolerance_s: float = Field(default=300.0, gt=0,
+        description="A corrected_utc further than this in the future (vs the worker clock) is "
+                    "suspect.")
+    intruder_count: int = Field(default=5, ge=1,
+        description="Intruder alert: this many unknown sightings ...")
+    intruder_window_s: float = Field(default=60.0, gt=0,
+        description="... within this many seconds, across all nodes.")
 
-    @field_validator("site_timezone")
+    @field_validator("model", mode="before")
     @classmethod
-    def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {v!r}") from None
-        return v
-
-    @field_validator("model")
-    @classmethod
-    def _model(cls, v: str | None) -> str | None:
-        import re
-
-        if v is None or v == "":
-            return None
-        if not re.match(r"^[a-z0-9][a-z0-9._-]{0,63}$", v):
-            raise ValueError(f"{v!r} is not a model id")
-        return v
+    def _unset_model(cls, v: object) -> object:
+        return None if v == "" else v

@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from facegrid.contract import REGISTER_PATH, heartbeat_path
+
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 SAMPLES = {"person_id": "1", "node_id": "cam-1", "entry_id": "1-0", "alert_id": "1",
@@ -35,7 +37,7 @@ def test_admin_routes_refuse_missing_and_wrong_tokens(api):
 
 def test_node_routes_refuse_missing_and_admin_tokens(api):
     ops = list(operations(api, "NodeToken"))
-    assert {u for _, u in ops} == {"/api/v1/nodes/register", "/api/v1/nodes/cam-1/heartbeat"}
+    assert {u for _, u in ops} == {REGISTER_PATH, heartbeat_path("cam-1")}
     body = {"node_id": "cam-1", "timezone": "UTC", "model": "m", "version": "1",
             "sent_at": 1.0, "state": "active", "state_seconds": 0, "fps": 0,
             "drift_offset_ms": 0, "lamport": 0, "camera_up": True, "events_sent": 0,

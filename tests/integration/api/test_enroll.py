@@ -13,6 +13,8 @@ from facegrid_services.store import db
 from facegrid_services.store.models import Embedding
 from sqlalchemy import func, select
 
+from facegrid.contract import API_PREFIX
+
 pytestmark = [pytest.mark.models, pytest.mark.integration]
 
 
@@ -36,7 +38,7 @@ def test_enroll_lfw_dev_twice(live_server, shared_data, test_weights):
     assert "embedding" in first.stderr  # the progress bar goes to stderr
 
     client = httpx.Client(base_url=live_server.url, headers=live_server.admin, timeout=10)
-    people = client.get("/api/v1/people", params={"limit": 1000}).json()
+    people = client.get(f"{API_PREFIX}/people", params={"limit": 1000}).json()
     assert people["total"] == len(folders)
     assert {p["name"] for p in people["items"]} == {f.name.replace("_", " ") for f in folders}
     enrolled = sum(p["embeddings"].get("facenet-casia-webface", 0) for p in people["items"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from facegrid import keys
-from facegrid.contract import REGISTER_PATH, heartbeat_path, node_path
+from facegrid.contract import API_PREFIX, REGISTER_PATH, heartbeat_path, node_path
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,7 @@ def test_register_heartbeat_and_status(api):
     api.redis.set(keys.LAMPORT_MAX, 41)
     reply = register(api)
     assert reply["lamport_max"] == 41
-    assert reply["heartbeat_interval_s"] == api.settings.heartbeat_interval
+    assert reply["heartbeat_interval_s"] == api.settings.heartbeat_interval_s
     assert abs(reply["server_time"] - api.clock[0]) < 1e-6
 
     r = api.client.post(heartbeat_path("cam-1"), json=heartbeat(lamport=99),
@@ -62,7 +62,7 @@ def test_register_heartbeat_and_status(api):
 
     api.client.post(heartbeat_path("cam-1"), json=heartbeat(state="idle"),
                     headers=api.node_headers("cam-1"))
-    listed = api.client.get("/api/v1/nodes", headers=api.admin).json()
+    listed = api.client.get(f"{API_PREFIX}/nodes", headers=api.admin).json()
     assert [n["node_id"] for n in listed] == ["cam-1"]
     assert listed[0]["status"] == "idle" and listed[0]["events_sent"] == 4
 
@@ -156,7 +156,7 @@ def test_revoked_token_is_refused_at_once(api):
     headers = {"Authorization": f"Bearer {token}"}
     assert api.client.post(REGISTER_PATH, json=registration(), headers=headers).status_code == 200
 
-    r = api.client.post("/api/v1/tokens/revoke", headers=api.admin,
+    r = api.client.post(f"{API_PREFIX}/tokens/revoke", headers=api.admin,
                         json={"jti": "jti-revoke-me", "node_id": "cam-1", "reason": "deleted"})
     assert r.status_code == 201, r.text
     assert r.json()["created"] is True
@@ -170,7 +170,7 @@ def test_revoked_token_is_refused_at_once(api):
     assert api.client.post(heartbeat_path("cam-1"), json=heartbeat(),
                            headers=api.node_headers("cam-1")).status_code == 200
     # Revoking again is idempotent.
-    again = api.client.post("/api/v1/tokens/revoke", headers=api.admin,
+    again = api.client.post(f"{API_PREFIX}/tokens/revoke", headers=api.admin,
                             json={"jti": "jti-revoke-me"})
     assert again.status_code == 200 and again.json()["created"] is False
 

@@ -13,6 +13,7 @@ import pytest
 from facegrid_services.store.models import Attendance
 
 from facegrid import keys
+from facegrid.contract import API_PREFIX
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +47,7 @@ class Listener:
 
 
 def create(api, name="Ada Lovelace", **kw):
-    r = api.client.post("/api/v1/people", json={"name": name, **kw}, headers=api.admin)
+    r = api.client.post(f"{API_PREFIX}/people", json={"name": name, **kw}, headers=api.admin)
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -55,34 +56,34 @@ def test_create_list_update(api):
     ada = create(api, external_id="E-1")
     bob = create(api, "Bob")
     assert ada["embeddings"] == {}
-    page = api.client.get("/api/v1/people", headers=api.admin).json()
+    page = api.client.get(f"{API_PREFIX}/people", headers=api.admin).json()
     assert [p["name"] for p in page["items"]] == ["Ada Lovelace", "Bob"] and page["total"] == 2
-    exact = api.client.get("/api/v1/people", params={"name": "Bob"}, headers=api.admin).json()
+    exact = api.client.get(f"{API_PREFIX}/people", params={"name": "Bob"}, headers=api.admin).json()
     assert [p["id"] for p in exact["items"]] == [bob["id"]]
-    search = api.client.get("/api/v1/people", params={"q": "love"}, headers=api.admin).json()
+    search = api.client.get(f"{API_PREFIX}/people", params={"q": "love"}, headers=api.admin).json()
     assert [p["id"] for p in search["items"]] == [ada["id"]]
-    paged = api.client.get("/api/v1/people", params={"limit": 1, "offset": 1},
+    paged = api.client.get(f"{API_PREFIX}/people", params={"limit": 1, "offset": 1},
                            headers=api.admin).json()
     assert [p["name"] for p in paged["items"]] == ["Bob"] and paged["total"] == 2
 
     listener = Listener(api.redis)
-    r = api.client.patch(f"/api/v1/people/{bob['id']}", json={"name": "Robert"},
+    r = api.client.patch(f"{API_PREFIX}/people/{bob['id']}", json={"name": "Robert"},
                          headers=api.admin)
     assert r.status_code == 200 and r.json()["name"] == "Robert"
     assert listener.messages() == [{"change": "updated", "person_id": bob["id"]}]
-    assert api.client.get(f"/api/v1/people/{bob['id']}",
+    assert api.client.get(f"{API_PREFIX}/people/{bob['id']}",
                           headers=api.admin).json()["name"] == "Robert"
 
 
 def test_duplicates_are_409(api):
     ada = create(api, external_id="E-1")
     bob = create(api, "Bob")
-    r = api.client.post("/api/v1/people", json={"name": "Ada Lovelace"}, headers=api.admin)
+    r = api.client.post(f"{API_PREFIX}/people", json={"name": "Ada Lovelace"}, headers=api.admin)
     assert r.status_code == 409 and "already exists" in r.json()["detail"]
-    r = api.client.post("/api/v1/people", json={"name": "X", "external_id": "E-1"},
+    r = api.client.post(f"{API_PREFIX}/people", json={"name": "X", "external_id": "E-1"},
                         headers=api.admin)
     assert r.status_code == 409
-    r = api.client.patch(f"/api/v1/people/{bob['id']}", json={"name": ada["name"]},
+    r = api.client.patch(f"{API_PREFIX}/people/{bob['id']}", json={"name": ada["name"]},
                          headers=api.admin)
     assert r.status_code == 409
 
@@ -90,14 +91,14 @@ def test_duplicates_are_409(api):
 @pytest.mark.parametrize("body", [{}, {"name": ""}, {"name": "   "}, {"name": "a\x00b"},
                                   {"name": "x" * 201}, {"name": "ok", "extra": 1}])
 def test_bad_person_is_422(api, body):
-    r = api.client.post("/api/v1/people", json=body, headers=api.admin)
+    r = api.client.post(f"{API_PREFIX}/people", json=body, headers=api.admin)
     assert r.status_code == 422, r.text
 
 
 def test_enroll_embeddings_dedup_and_announce(api):
     ada = create(api)
     listener = Listener(api.redis)
-    url = f"/api/v1/people/{ada['id']}/embeddings"
+    url = f"{API_PREFIX}/people/{ada['id']}/embeddings"
     v = unit_vector(1)
     b64 = {"model": "facenet-casia-webface", "image_hash": image_hash(1),
            "embedding": base64.b64encode(v.tobytes()).decode()}
@@ -116,7 +117,7 @@ def test_enroll_embeddings_dedup_and_announce(api):
     other_model = dict(b64, model="facenet-vggface2")
     assert api.client.post(url, json=other_model, headers=api.admin).status_code == 201
 
-    person = api.client.get(f"/api/v1/people/{ada['id']}", headers=api.admin).json()
+    person = api.client.get(f"{API_PREFIX}/people/{ada['id']}", headers=api.admin).json()
     assert person["embeddings"] == {"facenet-casia-webface": 2, "facenet-vggface2": 1}
     listed = api.client.get(url, params={"model": "facenet-casia-webface"},
                             headers=api.admin).json()
@@ -149,15 +150,15 @@ def test_invalid_embeddings_are_refused(api, embedding, needle):
     body = {"model": "facenet-casia-webface", "image_hash": image_hash(9), "embedding": embedding}
     if needle is None:  # NaN cannot even be sent as JSON
         body_text = json.dumps(body)
-        r = api.client.post(f"/api/v1/people/{ada['id']}/embeddings", content=body_text,
+        r = api.client.post(f"{API_PREFIX}/people/{ada['id']}/embeddings", content=body_text,
                             headers={**api.admin, "Content-Type": "application/json"})
     else:
-        r = api.client.post(f"/api/v1/people/{ada['id']}/embeddings", json=body,
+        r = api.client.post(f"{API_PREFIX}/people/{ada['id']}/embeddings", json=body,
                             headers=api.admin)
     assert r.status_code == 422, r.text
     if needle:
         assert needle in r.text
-    assert api.client.get(f"/api/v1/people/{ada['id']}",
+    assert api.client.get(f"{API_PREFIX}/people/{ada['id']}",
                           headers=api.admin).json()["embeddings"] == {}
 
 
@@ -167,7 +168,7 @@ def test_bad_embedding_metadata_is_422(api, bad):
     ada = create(api)
     body = {"model": "facenet-casia-webface", "image_hash": image_hash(1),
             "embedding": unit_vector(1).tolist(), **bad}
-    r = api.client.post(f"/api/v1/people/{ada['id']}/embeddings", json=body, headers=api.admin)
+    r = api.client.post(f"{API_PREFIX}/people/{ada['id']}/embeddings", json=body, headers=api.admin)
     assert r.status_code == 422
 
 
@@ -175,7 +176,7 @@ def test_erase_person_completely(api, make_sighting):
     ada = create(api)
     bob = create(api, "Bob")
     for i, pid in enumerate((ada["id"], ada["id"], bob["id"])):
-        api.client.post(f"/api/v1/people/{pid}/embeddings", headers=api.admin, json={
+        api.client.post(f"{API_PREFIX}/people/{pid}/embeddings", headers=api.admin, json={
             "model": "facenet-casia-webface", "image_hash": image_hash(i),
             "embedding": unit_vector(i).tolist()})
     make_sighting(person_id=ada["id"])
@@ -191,22 +192,23 @@ def test_erase_person_completely(api, make_sighting):
         s.commit()
 
     listener = Listener(api.redis)
-    r = api.client.delete(f"/api/v1/people/{ada['id']}", headers=api.admin)
+    r = api.client.delete(f"{API_PREFIX}/people/{ada['id']}", headers=api.admin)
     assert r.status_code == 200, r.text
     assert r.json() == {"person_id": ada["id"], "embeddings": 2, "sightings": 2,
                         "attendance": 1, "workers_notified": True}
     assert listener.messages() == [{"change": "erased", "person_id": ada["id"]}]
 
-    assert api.client.get(f"/api/v1/people/{ada['id']}", headers=api.admin).status_code == 404
-    sightings = api.client.get("/api/v1/sightings", headers=api.admin).json()
+    assert api.client.get(f"{API_PREFIX}/people/{ada['id']}", headers=api.admin).status_code == 404
+    sightings = api.client.get(f"{API_PREFIX}/sightings", headers=api.admin).json()
     assert sorted(s["id"] for s in sightings["items"]) == sorted([bob_sighting, stranger])
-    report = api.client.get("/api/v1/attendance", headers=api.admin).json()
+    report = api.client.get(f"{API_PREFIX}/attendance", headers=api.admin).json()
     assert [row["person_id"] for row in report["items"]] == [bob["id"]]
-    assert api.client.delete(f"/api/v1/people/{ada['id']}", headers=api.admin).status_code == 404
+    gone = api.client.delete(f"{API_PREFIX}/people/{ada['id']}", headers=api.admin)
+    assert gone.status_code == 404
 
 
-@pytest.mark.parametrize("path", ["/api/v1/people/0", "/api/v1/people/abc",
-                                  "/api/v1/people/99999999999999999999"])
+@pytest.mark.parametrize("path", [f"{API_PREFIX}/people/0", f"{API_PREFIX}/people/abc",
+                                  f"{API_PREFIX}/people/99999999999999999999"])
 def test_bad_person_ids(api, path):
     assert api.client.get(path, headers=api.admin).status_code == 422
-    assert api.client.get("/api/v1/people/4242", headers=api.admin).status_code == 404
+    assert api.client.get(f"{API_PREFIX}/people/4242", headers=api.admin).status_code == 404

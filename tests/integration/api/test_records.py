@@ -12,6 +12,7 @@ import pytest
 from facegrid_services.store.models import Alert, Attendance, Person
 
 from facegrid import keys
+from facegrid.contract import API_PREFIX
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 24, 21, 30, tzinfo=UTC)
@@ -30,7 +31,7 @@ def test_sightings_filters_and_pages(api, make_sighting):
     ids = [make_sighting(node_id="cam-1", person_id=ada, at=T0 + timedelta(minutes=i))
            for i in range(5)]
     other = make_sighting(node_id="cam-2", person_id=None, at=T0 + timedelta(minutes=10))
-    get = lambda **p: api.client.get("/api/v1/sightings", params=p, headers=api.admin)  # noqa: E731
+    get = lambda **p: api.client.get(f"{API_PREFIX}/sightings", params=p, headers=api.admin)  # noqa: E731
 
     allp = get().json()
     assert allp["total"] == 6 and allp["items"][0]["id"] == other  # newest first
@@ -70,7 +71,7 @@ def test_attendance_time_zones_and_csv(api):
     _attendance(api, ada, date(2026, 11, 24), T0, T0 + timedelta(hours=1))
     _attendance(api, bob, date(2026, 11, 24), T0 - timedelta(hours=9), T0)
     _attendance(api, ada, date(2026, 11, 25), T0 + timedelta(days=1), T0 + timedelta(days=1))
-    get = lambda **p: api.client.get("/api/v1/attendance", params=p, headers=api.admin)  # noqa: E731
+    get = lambda **p: api.client.get(f"{API_PREFIX}/attendance", params=p, headers=api.admin)  # noqa: E731
 
     day = get(day="2026-11-24", tz="Asia/Tokyo").json()
     assert day["tz"] == "Asia/Tokyo" and day["site_timezone"] == "UTC" and day["total"] == 2
@@ -113,33 +114,33 @@ def test_alerts_list_and_acknowledge(api):
                         window_start=T0, window_end=T0 + timedelta(minutes=5), count=3 + i,
                         nodes=["cam-1"], message=f"{3 + i} unknown faces"))
         s.commit()
-    alerts = api.client.get("/api/v1/alerts", headers=api.admin).json()
+    alerts = api.client.get(f"{API_PREFIX}/alerts", headers=api.admin).json()
     assert alerts["total"] == 3 and alerts["items"][0]["count"] == 5
     aid = alerts["items"][0]["id"]
-    r = api.client.post(f"/api/v1/alerts/{aid}/acknowledge", json={"by": "guard"},
+    r = api.client.post(f"{API_PREFIX}/alerts/{aid}/acknowledge", json={"by": "guard"},
                         headers=api.admin)
     assert r.status_code == 200 and r.json()["acknowledged_by"] == "guard"
     first = r.json()["acknowledged_at"]
-    again = api.client.post(f"/api/v1/alerts/{aid}/acknowledge", headers=api.admin).json()
+    again = api.client.post(f"{API_PREFIX}/alerts/{aid}/acknowledge", headers=api.admin).json()
     assert again["acknowledged_at"] == first and again["acknowledged_by"] == "guard"
-    open_ = api.client.get("/api/v1/alerts", params={"acknowledged": False},
+    open_ = api.client.get(f"{API_PREFIX}/alerts", params={"acknowledged": False},
                            headers=api.admin).json()
     assert open_["total"] == 2 and aid not in [a["id"] for a in open_["items"]]
-    assert api.client.get("/api/v1/alerts", params={"acknowledged": True, "kind": "intruder"},
+    assert api.client.get(f"{API_PREFIX}/alerts", params={"acknowledged": True, "kind": "intruder"},
                           headers=api.admin).json()["total"] == 1
-    assert api.client.post("/api/v1/alerts/999/acknowledge",
+    assert api.client.post(f"{API_PREFIX}/alerts/999/acknowledge",
                            headers=api.admin).status_code == 404
 
 
 def test_threshold_stats(api):
-    r = api.client.get("/api/v1/stats/thresholds", headers=api.admin).json()
+    r = api.client.get(f"{API_PREFIX}/stats/thresholds", headers=api.admin).json()
     assert r["grid"] == [] and r["suggested_threshold"] is None
     # Strangers score around 0.2, enrolled people around 0.75.
     rng = np.random.default_rng(0)
     scores = np.concatenate([rng.normal(0.2, 0.06, 300), rng.normal(0.75, 0.06, 200)])
     grid = {f"{t:.2f}": int((scores >= t).sum()) for t in np.arange(0.0, 1.0001, 0.05)}
     api.redis.hset(keys.THRESHOLD_GRID, mapping=grid)
-    r = api.client.get("/api/v1/stats/thresholds", headers=api.admin).json()
+    r = api.client.get(f"{API_PREFIX}/stats/thresholds", headers=api.admin).json()
     assert r["events"] == 500 and len(r["grid"]) == 21
     assert 0.4 <= r["suggested_threshold"] <= 0.55, r
 
@@ -151,7 +152,7 @@ def _entry(i: int) -> dict:
 
 
 def test_stream_backlog_and_dead_letters(api):
-    info = api.client.get("/api/v1/stream", headers=api.admin).json()
+    info = api.client.get(f"{API_PREFIX}/stream", headers=api.admin).json()
     assert info == {"stream": keys.EVENTS_STREAM, "exists": False, "length": 0, "groups": [],
                     "pending": 0, "oldest_pending_id": None, "dead_letters": 0}
     r = api.redis
@@ -160,7 +161,7 @@ def test_stream_backlog_and_dead_letters(api):
         r.xadd(keys.EVENTS_STREAM, _entry(i))
     got = r.xreadgroup(keys.WORKER_GROUP, "w1", {keys.EVENTS_STREAM: ">"}, count=2)
     first_id = got[0][1][0][0].decode()
-    info = api.client.get("/api/v1/stream", headers=api.admin).json()
+    info = api.client.get(f"{API_PREFIX}/stream", headers=api.admin).json()
     assert info["length"] == 3 and info["pending"] == 2 and info["oldest_pending_id"] == first_id
     group = info["groups"][0]
     assert group["name"] == keys.WORKER_GROUP and group["consumers"] == 1
@@ -171,29 +172,29 @@ def test_stream_backlog_and_dead_letters(api):
     dl_id = r.xadd(keys.DEAD_LETTER_STREAM, dead).decode()
     r.xadd(keys.DEAD_LETTER_STREAM, {**_entry(8), "reason": b"bad_json", "detail": b"x",
                                      "source_id": b"1-1"})
-    listed = api.client.get("/api/v1/dead-letters", headers=api.admin).json()
+    listed = api.client.get(f"{API_PREFIX}/dead-letters", headers=api.admin).json()
     assert [d["reason"] for d in listed] == ["bad_json", "revoked"]
-    one = api.client.get(f"/api/v1/dead-letters/{dl_id}", headers=api.admin).json()
+    one = api.client.get(f"{API_PREFIX}/dead-letters/{dl_id}", headers=api.admin).json()
     assert one["node_id"] == "cam-1" and one["source_id"] == first_id
     assert one["fields"] == ["embedding", "payload", "token", "v"]
     assert "jwt" not in json.dumps(one)  # the token is never shown
-    older = api.client.get("/api/v1/dead-letters", params={"before": listed[0]["id"]},
+    older = api.client.get(f"{API_PREFIX}/dead-letters", params={"before": listed[0]["id"]},
                            headers=api.admin).json()
     assert [d["id"] for d in older] == [dl_id]
 
-    rep = api.client.post(f"/api/v1/dead-letters/{dl_id}/replay", headers=api.admin)
+    rep = api.client.post(f"{API_PREFIX}/dead-letters/{dl_id}/replay", headers=api.admin)
     assert rep.status_code == 200, rep.text
     new_id = rep.json()["new_id"]
     replayed = r.xrange(keys.EVENTS_STREAM, min=new_id, max=new_id)[0][1]
     assert replayed == {k.encode(): v for k, v in _entry(7).items()}  # the original fields only
     assert r.xlen(keys.DEAD_LETTER_STREAM) == 1
-    assert api.client.post(f"/api/v1/dead-letters/{dl_id}/replay",
+    assert api.client.post(f"{API_PREFIX}/dead-letters/{dl_id}/replay",
                            headers=api.admin).status_code == 404
-    assert api.client.delete(f"/api/v1/dead-letters/{listed[0]['id']}",
+    assert api.client.delete(f"{API_PREFIX}/dead-letters/{listed[0]['id']}",
                              headers=api.admin).status_code == 200
     assert r.xlen(keys.DEAD_LETTER_STREAM) == 0
     for bad in ("abc", "1-2-3", "1" * 30 + "-0"):
-        assert api.client.post(f"/api/v1/dead-letters/{bad}/replay",
+        assert api.client.post(f"{API_PREFIX}/dead-letters/{bad}/replay",
                                headers=api.admin).status_code == 422
 
 
@@ -202,10 +203,10 @@ def test_health_ready_metrics(api):
     ready = api.client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok",
                                                                    "redis": "ok"}
-    api.client.get("/api/v1/people/42", headers=api.admin)
+    api.client.get(f"{API_PREFIX}/people/42", headers=api.admin)
     text = api.client.get("/metrics").text
-    assert 'facegrid_server_http_request_seconds_count{route="/api/v1/people/{person_id}"}' \
-        in text
+    route = f"{API_PREFIX}/people/{{person_id}}"
+    assert f'facegrid_server_http_request_seconds_count{{route="{route}"}}' in text
     assert "facegrid_server_admin_refused_total" in text
     root = api.client.get("/", follow_redirects=False)
     assert root.status_code == 307 and root.headers["location"] == "/dashboard/"
@@ -219,6 +220,6 @@ def test_readyz_reports_redis_down(api, redis_server):
         assert r.status_code == 503 and r.json()["checks"]["redis"].startswith("error")
         assert r.json()["checks"]["database"] == "ok"
         # A route needing Redis says so instead of failing with a 500.
-        assert api.client.get("/api/v1/stream", headers=api.admin).status_code == 503
+        assert api.client.get(f"{API_PREFIX}/stream", headers=api.admin).status_code == 503
     finally:
         redis_server.start()

@@ -7,7 +7,8 @@ import pytest
 from facegrid_services import enroll
 from facegrid_services.api import streams, thresholds
 from facegrid_services.api.report import to_csv
-from facegrid_services.api.timezones import validate_timezone
+
+from facegrid.types import check_zone
 
 pytestmark = pytest.mark.unit
 
@@ -68,10 +69,10 @@ def test_entry_ids():
 
 
 def test_time_zone_names():
-    assert validate_timezone("Europe/Paris") == "Europe/Paris"
+    assert check_zone("Europe/Paris") == "Europe/Paris"
     for bad in ("Mars/Olympus", "../etc/passwd", "", "europe/paris"):
         with pytest.raises(ValueError, match="IANA"):
-            validate_timezone(bad)
+            check_zone(bad)
 
 
 def test_csv_of_nothing_has_a_header():

@@ -33,4 +33,4 @@ def test_every_component_is_covered():
 def test_every_setting_is_described():
     missing = [line.split("|")[1].strip() for line in reference.configuration_md().splitlines()
                if line.startswith("| `FACEGRID_") and line.rstrip().endswith("|  |")]
-    assert not missing, f"settings without a description (Field(description=) or #:): {missing}"
+    assert not missing, f"settings without a description (Field(description=...)): {missing}"

@@ -101,7 +101,7 @@ def test_source_kinds(source, kind):
 def test_unusable_sources_say_why(source, words):
     with pytest.raises(InvalidSpec) as e:
         source_kind(source)
-    assert e.value.reason == "UnusableSource" and words in e.value.message
+    assert e.value.reason == "UnusableSource" and words in e.value.detail
 
 
 def test_parse_errors_name_the_field():
@@ -116,7 +116,7 @@ def test_parse_errors_name_the_field():
     for spec, reason, words in cases:
         with pytest.raises(InvalidSpec) as e:
             parse("lobby", spec)
-        assert e.value.reason == reason and words in e.value.message
+        assert e.value.reason == reason and words in e.value.detail
     with pytest.raises(InvalidSpec, match="not a valid node id"):
         parse("x" * 64, base)
 

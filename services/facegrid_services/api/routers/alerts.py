@@ -15,7 +15,7 @@ from ..deps import Admin, Ctx, DbSession
 from ..schemas import AcknowledgeIn, AlertOut, Page, ThresholdPoint, ThresholdStats
 from .common import Limit, Offset
 
-router = APIRouter(prefix="/api/v1", tags=["alerts"], dependencies=[Admin])
+router = APIRouter(tags=["alerts"], dependencies=[Admin])
 
 
 def _out(a: Alert) -> AlertOut:

@@ -7,12 +7,13 @@ from typing import Annotated
 
 from fastapi import HTTPException, Path, Query, status
 
+from facegrid.types import NODE_ID_PATTERN
+
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size (1–1000)")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Items to skip")]
 PersonId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Person id")]
 OptPersonId = Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Person id")]
-OptNodeId = Annotated[str | None, Query(pattern=r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$",
-                                        description="Node id")]
+OptNodeId = Annotated[str | None, Query(pattern=NODE_ID_PATTERN, description="Node id")]
 
 _MIN = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX = datetime(2200, 1, 1, tzinfo=UTC)

@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException, status
 
-from facegrid.contract import Heartbeat, HeartbeatReply, NodeStatus, Registration
+from facegrid.contract import (
+    REGISTER_PATH,
+    Heartbeat,
+    HeartbeatReply,
+    NodeStatus,
+    Registration,
+)
+from facegrid.types import check_zone
 from facegrid_services.store import queries
 
 from .. import fleet, metrics
@@ -21,9 +28,8 @@ from ..deps import (
     verify_node_token,
 )
 from ..schemas import NodeInfo
-from ..timezones import validate_timezone
 
-router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"])
+router = APIRouter(prefix="/nodes", tags=["nodes"])
 
 
 @router.post("/register", response_model=HeartbeatReply,
@@ -32,7 +38,7 @@ def register(body: Registration, ctx: Ctx, session: DbSession,
              credentials: NodeCredentials) -> HeartbeatReply:
     claims = verify_node_token(ctx, credentials, body.node_id)
     try:
-        validate_timezone(body.timezone)
+        check_zone(body.timezone)
     except ValueError as e:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
     now = ctx.clock()
@@ -40,7 +46,7 @@ def register(body: Registration, ctx: Ctx, session: DbSession,
     ctx.heartbeats.add_known(body.node_id)
     metrics.REGISTRATIONS.inc()
     return fleet.heartbeat_reply(now, fleet.lamport_max(ctx.redis),
-                                 ctx.settings.heartbeat_interval)
+                                 ctx.settings.heartbeat_interval_s)
 
 
 @router.post("/{node_id}/heartbeat", response_model=HeartbeatReply,
@@ -55,12 +61,12 @@ async def heartbeat(node_id: NodeIdPath, body: Heartbeat, claims: NodeClaims,
             buffer.registered_in_db, node_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             f"node {node_id!r} is not registered: POST "
-                            "/api/v1/nodes/register first")
+                            f"{REGISTER_PATH} first")
     buffer.record(node_id, body, datetime.fromtimestamp(received, UTC))
     metrics.HEARTBEATS.inc()
     # Sample the clock as late as possible: the node's drift estimate uses it.
     return fleet.heartbeat_reply(ctx.clock(), max(buffer.lamport_max, body.lamport),
-                                 ctx.settings.heartbeat_interval)
+                                 ctx.settings.heartbeat_interval_s)
 
 
 @router.get("", response_model=list[NodeInfo], dependencies=[Admin],

@@ -23,7 +23,7 @@ from ..schemas import (
 )
 from .common import Limit, Offset, PersonId
 
-router = APIRouter(prefix="/api/v1/people", tags=["people"], dependencies=[Admin])
+router = APIRouter(prefix="/people", tags=["people"], dependencies=[Admin])
 
 
 def _get(session, person_id: int) -> Person:

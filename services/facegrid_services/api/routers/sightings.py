@@ -13,7 +13,7 @@ from ..deps import Admin, DbSession
 from ..schemas import Page, SightingOut
 from .common import Limit, Offset, OptNodeId, OptPersonId, check_range, utc_instant
 
-router = APIRouter(prefix="/api/v1/sightings", tags=["sightings"], dependencies=[Admin])
+router = APIRouter(prefix="/sightings", tags=["sightings"], dependencies=[Admin])
 
 
 @router.get("", response_model=Page[SightingOut])

@@ -10,7 +10,7 @@ from .. import metrics, streams
 from ..deps import Admin, Ctx
 from ..schemas import DeadLetterOut, ReplayOut, StreamInfo
 
-router = APIRouter(prefix="/api/v1", tags=["stream"], dependencies=[Admin])
+router = APIRouter(tags=["stream"], dependencies=[Admin])
 
 
 

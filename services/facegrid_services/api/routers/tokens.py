@@ -10,7 +10,7 @@ from ..deps import Admin, Ctx
 from ..schemas import RevokeOut
 from .common import utc_instant
 
-router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"], dependencies=[Admin])
+router = APIRouter(prefix="/tokens", tags=["tokens"], dependencies=[Admin])
 
 
 @router.post("/revoke", response_model=RevokeOut,

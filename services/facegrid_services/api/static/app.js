@@ -4,6 +4,8 @@
 "use strict";
 
 const TOKEN_KEY = "facegrid.adminToken";
+// facegrid.contract.API_PREFIX (a unit test keeps the two equal).
+const API = "/api/v1";
 const $ = (id) => document.getElementById(id);
 const viewerTz = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
 const state = { lastSightingId: 0, timers: [], sightings: [] };
@@ -57,7 +59,7 @@ function td(text, cls) {
 async function pollSightings() {
   const q = new URLSearchParams({ limit: "50" });
   if (state.lastSightingId) q.set("after_id", String(state.lastSightingId));
-  const page = await (await api(`/api/v1/sightings?${q}`)).json();
+  const page = await (await api(`${API}/sightings?${q}`)).json();
   const fresh = page.items.filter((s) => s.id > state.lastSightingId);
   if (!fresh.length) return;
   state.lastSightingId = Math.max(state.lastSightingId, ...fresh.map((s) => s.id));
@@ -80,7 +82,7 @@ async function pollSightings() {
 
 // --- camera fleet -------------------------------------------------------------------
 async function pollFleet() {
-  const nodes = await (await api("/api/v1/nodes")).json();
+  const nodes = await (await api(`${API}/nodes`)).json();
   $("fleet-body").replaceChildren(...nodes.map((n) => {
     const tr = document.createElement("tr");
     tr.dataset.node = n.node_id;
@@ -100,7 +102,7 @@ async function pollFleet() {
 
 // --- alerts ----------------------------------------------------------------------------
 async function pollAlerts() {
-  const page = await (await api("/api/v1/alerts?limit=20")).json();
+  const page = await (await api(`${API}/alerts?limit=20`)).json();
   $("alerts-list").replaceChildren(...page.items.map((a) => {
     const li = document.createElement("li");
     li.dataset.id = a.id;
@@ -122,7 +124,7 @@ async function pollAlerts() {
       b.className = "ack";
       b.addEventListener("click", async () => {
         b.disabled = true;
-        await api(`/api/v1/alerts/${a.id}/acknowledge`, {
+        await api(`${API}/alerts/${a.id}/acknowledge`, {
           method: "POST", headers: { "Content-Type": "application/json" },
           body: JSON.stringify({ by: "dashboard" }) });
         await pollAlerts();
@@ -153,7 +155,7 @@ function reportQuery(format) {
 }
 async function loadReport() {
   const tz = $("report-tz").value;
-  const page = await (await api(`/api/v1/attendance?${reportQuery("json")}`)).json();
+  const page = await (await api(`${API}/attendance?${reportQuery("json")}`)).json();
   $("report-body").replaceChildren(...page.items.map((r) => {
     const tr = document.createElement("tr");
     tr.dataset.person = r.person_id;
@@ -170,7 +172,7 @@ async function loadReport() {
   $("report-body").dataset.tz = tz;
 }
 async function downloadCsv() {
-  const res = await api(`/api/v1/attendance?${reportQuery("csv")}`);
+  const res = await api(`${API}/attendance?${reportQuery("csv")}`);
   const url = URL.createObjectURL(await res.blob());
   const a = document.createElement("a");
   a.href = url;
@@ -215,7 +217,7 @@ function signOut(message) {
 $("login-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const value = $("token").value.trim();
-  const res = await fetch("/api/v1/nodes", { headers: { Authorization: `Bearer ${value}` } });
+  const res = await fetch(`${API}/nodes`, { headers: { Authorization: `Bearer ${value}` } });
   if (!res.ok) { $("login-error").textContent = "That token was refused."; return; }
   sessionStorage.setItem(TOKEN_KEY, value);
   $("token").value = "";
