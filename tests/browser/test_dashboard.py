@@ -13,10 +13,9 @@ import httpx
 import pytest
 from facegrid_services.store import db
 from facegrid_services.store.models import Alert, Attendance, Sighting
+from fixtures.browser import Browser
 
 from facegrid.contract import API_PREFIX, REGISTER_PATH, heartbeat_path
-
-from .cdp import Browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 REPO = Path(__file__).resolve().parents[2]

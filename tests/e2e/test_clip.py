@@ -12,12 +12,8 @@ import os
 from pathlib import Path
 
 import pytest
-from browser.cdp import Browser
-
-from facegrid import keys
-from facegrid.contract import API_PREFIX
-
-from .stack import (
+from fixtures.browser import Browser
+from fixtures.stack import (
     CLIP,
     ENROLLED,
     TIMELINE,
@@ -27,6 +23,9 @@ from .stack import (
     midday_zone,
     running_stack,
 )
+
+from facegrid import keys
+from facegrid.contract import API_PREFIX
 
 pytestmark = [pytest.mark.e2e, pytest.mark.models, pytest.mark.integration]
 

@@ -11,7 +11,6 @@ is stored exactly once; when the clocks disagree, Lamport values order events.
 from __future__ import annotations
 
 import glob
-import os
 import shutil
 import statistics
 import subprocess
@@ -19,22 +18,25 @@ from itertools import product
 from pathlib import Path
 
 import pytest
+from fixtures.ci import unavailable
+from fixtures.stack import (
+    CLIP,
+    ENROLLED,
+    iso,
+    local_today,
+    midday_zone,
+    running_stack,
+    scrape,
+    stream_ms,
+)
 
 from facegrid import keys
 from facegrid.contract import API_PREFIX
-
-from .stack import CLIP, ENROLLED, iso, local_today, midday_zone, running_stack, scrape, stream_ms
 
 pytestmark = [pytest.mark.e2e, pytest.mark.models, pytest.mark.integration]
 
 SKEW_S = 90
 HEARTBEAT_S = 1  # told to nodes by the server: Lamport and drift sync every second
-
-
-def unavailable(what: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{what}: run scripts/setup")
-    pytest.skip(what)
 
 
 def skewed_clock_env(workdir: Path) -> dict[str, str]:

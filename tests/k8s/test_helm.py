@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fixtures.chart import CHART
 from fixtures.k8s import wait_until
-from unit.chart.chartlib import CHART
 
 pytestmark = pytest.mark.k8s
 

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from e2e.stack import CLIP, running_stack, scrape
 from fixtures.servers import RedisServer
+from fixtures.stack import CLIP, running_stack, scrape
 
 from facegrid import keys
 

@@ -44,6 +44,20 @@ UTC (ISO-8601); the dashboard at `/dashboard/` shows them in the viewer's zone.
 """
 
 
+def route_template(scope) -> str:
+    """The matched route's path template, e.g. ``/api/v1/people/{person_id}`` (bounded).
+
+    Routers are included under API_PREFIX; FastAPI keeps their own routes' paths
+    relative to it, so the prefix is put back here for the label.
+    """
+    template = getattr(scope.get("route"), "path", None)
+    if not template:
+        return "unmatched"
+    if scope.get("path", "").startswith(f"{API_PREFIX}/") and not template.startswith(API_PREFIX):
+        return API_PREFIX + template
+    return template
+
+
 class MetricsMiddleware:
     """Counts requests and times them by route template (bounded labels)."""
 
@@ -66,8 +80,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, _send)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = route_template(scope)
             if template.startswith("/dashboard"):
                 template = "/dashboard"
             metrics.LATENCY.labels(template).observe(time.perf_counter() - start)

@@ -65,8 +65,7 @@ def test_retention_loop_runs_periodically(api, make_sighting):
 
 def test_server_runs_retention_in_its_lifespan(database_url, redis_url, signing_key, tmp_path):
     from fastapi.testclient import TestClient
-
-    from .conftest import build_api
+    from fixtures.api import build_api
 
     app, r, engine, _s, _c = build_api(database_url, redis_url, signing_key, tmp_path,
                                        retention_days=1, retention_interval_s=0.05)

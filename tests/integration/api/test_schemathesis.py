@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
+from fixtures.api import ADMIN, build_api
 from hypothesis import HealthCheck, given, settings
-
-from .conftest import ADMIN, build_api
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 import pytest
-from node_helpers import (
+from fixtures.node import (
     ContractServer,
     appearance_frames,
     background,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from node_helpers import appearance_frames, background, make_token, still_frames, write_clip
+from fixtures.node import appearance_frames, background, make_token, still_frames, write_clip
 
 from facegrid import keys, wire
 

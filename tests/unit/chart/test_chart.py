@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from unit.chart.chartlib import CHART, REPO, VALUES_DIR, by_kind, pod_specs
+from fixtures.chart import CHART, REPO, VALUES_DIR, by_kind, pod_specs
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ import json
 import re
 
 import pytest
-from unit.chart.chartlib import CHART, by_kind
+from fixtures.chart import CHART, by_kind
 
 pytestmark = pytest.mark.unit
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from unit.chart.chartlib import CHART, REPO, need
+from fixtures.chart import CHART, REPO
+from fixtures.ci import need
 
 pytestmark = pytest.mark.unit
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import redis
 import yaml
+from fixtures.chart import REPO, by_kind
+from fixtures.ci import unavailable
 from fixtures.servers import free_port
-from unit.chart.chartlib import REPO, by_kind
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +23,7 @@ PASSWORD = "Zq8sPLr2x7Kd0aWm"
 
 def start(cmd: str, env: dict, port: int) -> subprocess.Popen:
     if not shutil.which("redis-server"):
-        pytest.skip("redis-server is not installed")
+        unavailable("redis-server is not installed: run scripts/setup")
     return subprocess.Popen(["sh", "-c", cmd], env={"PATH": "/usr/bin:/bin", **env},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 

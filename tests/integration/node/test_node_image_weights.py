@@ -14,9 +14,9 @@ import subprocess
 import sys
 
 import pytest
-from unit.chart.chartlib import REPO
+from fixtures.chart import REPO
 
-pytestmark = pytest.mark.models
+pytestmark = [pytest.mark.integration, pytest.mark.models]
 
 
 def weights_script() -> str:
