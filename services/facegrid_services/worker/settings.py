@@ -42,6 +42,20 @@ class WorkerSettings(SiteSettings, VerifierSettings, StoreSettings, RedisSetting
         description="Full reload of the revocation list (pub/sub messages can be missed).")
     max_backoff_s: float = Field(default=5.0, gt=0,
         description="Longest wait between retries while Redis or the database is down.")
+    max_deliveries: int = Field(default=5, ge=1, le=1000,
+        description="An entry delivered more often than this without an ack (it crashed or hung "
+                    "workers) is dead-lettered as ``poison`` without being looked at again.")
+    trim_interval_s: float = Field(default=10.0, gt=0,
+        description="How often acknowledged entries are trimmed from the stream and dead letters "
+                    "expired.")
+    stale_consumer_s: float = Field(default=600.0, gt=0,
+        description="Consumers of gone workers idle this long with nothing pending are deleted.")
+    liveness_timeout_s: float = Field(default=120.0, gt=0,
+        description="/healthz fails when the loop has not completed an iteration for this long.")
+    dead_letter_maxlen: int = Field(default=100_000, ge=1,
+        description="Most dead letters kept (the oldest are evicted and counted beyond it).")
+    dead_letter_max_age_s: float = Field(default=7 * 86400.0, gt=0,
+        description="Dead letters (which hold embeddings) are deleted after this many seconds.")
 
     model: ModelId | None = Field(None,
         description="Embedding model id to match.  Unset: follow the gallery (the model of the "
@@ -61,8 +75,16 @@ class WorkerSettings(SiteSettings, VerifierSettings, StoreSettings, RedisSetting
     cooldown_s: float = Field(default=300.0, ge=0,
         description="Sightings of one person closer than this merge into one visit.")
     clock_tolerance_s: float = Field(default=300.0, gt=0,
-        description="A corrected_utc further than this in the future (vs the worker clock) is "
-                    "suspect.")
+        description="A corrected_utc further than this after the event's arrival (its stream id "
+                    "time) is suspect: attendance uses the arrival.")
+    max_event_age_s: float = Field(default=900.0, gt=0,
+        description="A corrected_utc further than this before the event's arrival is back-dated "
+                    "(nodes buffer events for max_event_age_s = 300 s): attendance uses the "
+                    "arrival.")
+    lamport_max_jump: int = Field(default=10_000_000, ge=1,
+        description="An event whose Lamport value is more than this above the fleet's maximum is "
+                    "refused (dead letter ``lamport_jump``): it would drag every node's clock "
+                    "along.")
     intruder_count: int = Field(default=5, ge=1,
         description="Intruder alert: this many unknown sightings ...")
     intruder_window_s: float = Field(default=60.0, gt=0,

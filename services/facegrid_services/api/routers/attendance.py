@@ -11,11 +11,11 @@ from facegrid.types import zone
 from facegrid_services.store import queries
 
 from .. import report
-from ..deps import Admin, Ctx, DbSession
+from ..deps import Ctx, DbSession, Viewer
 from ..schemas import AttendanceReport
 from .common import OptPersonId, check_range
 
-router = APIRouter(prefix="/attendance", tags=["attendance"], dependencies=[Admin])
+router = APIRouter(prefix="/attendance", tags=["attendance"], dependencies=[Viewer])
 
 _MIN_DAY, _MAX_DAY = date(1970, 1, 1), date(2200, 1, 1)
 
