@@ -34,10 +34,13 @@ from .routers import (
     alerts,
     api_tokens,
     attendance,
+    groups,
     health,
     nodes,
     people,
+    schedules,
     sightings,
+    statuses,
     stream,
     tokens,
 )
@@ -173,7 +176,8 @@ def create_app(
     app.add_middleware(MetricsMiddleware)
     _install_error_handlers(app)
     app.include_router(health.router)
-    for module in (nodes, people, sightings, attendance, alerts, stream, tokens, api_tokens):
+    for module in (nodes, people, sightings, attendance, alerts, stream, tokens, api_tokens,
+                   groups, schedules, statuses):
         app.include_router(module.router, prefix=API_PREFIX)
 
     @app.get("/", include_in_schema=False)

@@ -35,6 +35,12 @@ class ServerSettings(AdminTokenSettings, SiteSettings, VerifierSettings, StoreSe
                     "Was FACEGRID_HEARTBEAT_INTERVAL, which is still read.")
     offline_after_s: float = Field(default=30.0, gt=0,
         description="A node with no heartbeat for this long is listed as offline.")
+    attendance_visit_gap_s: float = Field(
+        default=9 * 3600.0, gt=0, le=24 * 3600,
+        description="Sightings of one person less than this many seconds apart are one stay on "
+                    "site; time on site sums the stays. A door camera sees arrival and departure "
+                    "a workday apart, so the default bridges a workday; a longer absence splits "
+                    "the stay.")
 
     @model_validator(mode="after")
     def _admin(self) -> ServerSettings:

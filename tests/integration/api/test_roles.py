@@ -56,11 +56,32 @@ ROLE_TABLE: dict[tuple[str, str], str] = {
     ("POST", f"{API_PREFIX}/api-tokens"): ADMIN,
     ("DELETE", f"{API_PREFIX}/api-tokens/{{token_id}}"): ADMIN,
     ("GET", f"{API_PREFIX}/audit"): ADMIN,
+    ("GET", f"{API_PREFIX}/schedules"): VIEW,
+    ("POST", f"{API_PREFIX}/schedules"): OPER,
+    ("GET", f"{API_PREFIX}/schedules/{{schedule_id}}"): VIEW,
+    ("PUT", f"{API_PREFIX}/schedules/{{schedule_id}}"): OPER,
+    ("DELETE", f"{API_PREFIX}/schedules/{{schedule_id}}"): OPER,
+    ("GET", f"{API_PREFIX}/closures"): VIEW,
+    ("POST", f"{API_PREFIX}/closures"): OPER,
+    ("DELETE", f"{API_PREFIX}/closures/{{closure_id}}"): OPER,
+    ("GET", f"{API_PREFIX}/groups"): VIEW,
+    ("POST", f"{API_PREFIX}/groups"): OPER,
+    ("GET", f"{API_PREFIX}/groups/{{group_id}}"): VIEW,
+    ("PUT", f"{API_PREFIX}/groups/{{group_id}}"): OPER,
+    ("DELETE", f"{API_PREFIX}/groups/{{group_id}}"): OPER,
+    ("GET", f"{API_PREFIX}/groups/{{group_id}}/members"): VIEW,
+    ("PUT", f"{API_PREFIX}/groups/{{group_id}}/members/{{person_id}}"): OPER,
+    ("DELETE", f"{API_PREFIX}/groups/{{group_id}}/members/{{person_id}}"): OPER,
+    ("GET", f"{API_PREFIX}/statuses"): VIEW,
+    ("GET", f"{API_PREFIX}/corrections"): VIEW,
+    ("POST", f"{API_PREFIX}/corrections"): OPER,
+    ("GET", f"{API_PREFIX}/people/{{person_id}}/days/{{day}}"): VIEW,
 }
 
 SAMPLES = {"person_id": "999", "node_id": "cam-1", "entry_id": "1-0", "alert_id": "999",
            "embedding_id": "999", "token_id": "999", "subscription_id": "999",
-           "delivery_id": "999"}
+           "delivery_id": "999", "schedule_id": "999", "group_id": "999",
+           "closure_id": "999", "day": "2026-03-02"}
 
 
 def spec_operations(api) -> list[tuple[str, str, dict]]:
