@@ -51,13 +51,37 @@ class ExportReport:
     files: dict[str, int]  # file name → bytes
 
 
-def _modules(weights_path: Path | None):
+def _modules(weights_path: Path | None) -> dict:
     from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
 
     from facegrid_vision.torch_backend import load_resnet
 
     return {"pnet": PNet().eval(), "rnet": RNet().eval(), "onet": ONet().eval(),
             "embedder": load_resnet(weights_path).eval()}
+
+
+def fold_batch_norms(model):
+    """A copy of InceptionResnetV1 with every batch norm folded into the layer before it.
+
+    ONNX Runtime would fold them itself at every start, into a second, anonymous
+    copy of the weights; folded here, the weights stay the (memory-mapped)
+    external data file.
+    """
+    import copy
+
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+    model = copy.deepcopy(model).eval()
+    for m in model.modules():
+        if isinstance(getattr(m, "conv", None), nn.Conv2d) and isinstance(
+                getattr(m, "bn", None), nn.BatchNorm2d):
+            m.conv = fuse_conv_bn_eval(m.conv, m.bn)
+            m.bn = nn.Identity()
+    if isinstance(getattr(model, "last_bn", None), nn.BatchNorm1d):
+        model.last_linear = fuse_linear_bn_eval(model.last_linear, model.last_bn)
+        model.last_bn = nn.Identity()
+    return model
 
 
 def _sample(name: str, rng: np.random.Generator) -> np.ndarray:
@@ -74,6 +98,7 @@ def _sample(name: str, rng: np.random.Generator) -> np.ndarray:
 
 
 def _export_one(torch, module, name: str, path: Path) -> None:
+    """``path`` (and for the embedder its external data file beside it, ``<file>.data``)."""
     spec = NETS[name]
     x = torch.zeros(1, 3, spec["size"] or 48, spec["size"] or 64)
     axes = {0: "n"} if spec["size"] else {0: "n", 2: "h", 3: "w"}
@@ -83,6 +108,13 @@ def _export_one(torch, module, name: str, path: Path) -> None:
         torch.onnx.export(module, (x,), str(path), input_names=["input"],
                           output_names=list(spec["outputs"]), dynamic_axes=dynamic,
                           opset_version=OPSET, dynamo=False)
+    if spec.get("data"):
+        import onnx
+
+        model = onnx.load(str(path))
+        onnx.save_model(model, str(path), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location=spec["data"],
+                        size_threshold=1024)
 
 
 def _check(torch, module, path: Path, name: str, threads: int = 1) -> float:
@@ -113,7 +145,9 @@ def quantize_int8(src: Path, dst: Path) -> None:
 
 def export_onnx(weights: str | Path, out: Path, *, model_id: str | None = None,
                 int8: bool = False, tolerance: float = DEFAULT_TOLERANCE) -> ExportReport:
-    """Export, check against torch, write the files and then the manifest into ``out``."""
+    """Export, check against torch, then move the files and last the manifest into ``out``."""
+    import shutil
+
     from facegrid_vision.torch_backend import import_torch
 
     torch = import_torch()
@@ -124,46 +158,47 @@ def export_onnx(weights: str | Path, out: Path, *, model_id: str | None = None,
         raise WeightsError(f"model id {mid!r} must match {MODEL_ID_RE.pattern}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    work = out / f".export-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
     modules = _modules(path)
     diffs: dict[str, float] = {}
     files: dict[str, dict] = {}
-    tmp_paths: list[Path] = []
     try:
         for name, module in modules.items():
             spec = NETS[name]
-            tmp = out / f".{spec['file']}.{os.getpid()}.tmp"
-            tmp_paths.append(tmp)
-            _export_one(torch, module, name, tmp)
-            diff = _check(torch, module, tmp, name)
+            exported = fold_batch_norms(module) if name == "embedder" else module
+            _export_one(torch, exported, name, work / spec["file"])
+            # Checked against the original (unfolded) torch module.
+            diff = _check(torch, module, work / spec["file"], name)
             log.info("%s: max |torch - onnxruntime| = %.3g", name, diff)
             if not diff <= tolerance:  # also NaN
                 raise ExportError(f"{spec['file']} differs from torch by {diff:.3g} "
                                   f"(tolerance {tolerance:g}): nothing written")
             diffs[name] = diff
         if int8:
-            src = out / f".{NETS['embedder']['file']}.{os.getpid()}.tmp"
-            tmp = out / f".{EMBEDDER_INT8}.{os.getpid()}.tmp"
-            tmp_paths.append(tmp)
-            quantize_int8(src, tmp)
-        # All checked: move into place, manifest last (it names the checksums).
-        for name in modules:
-            spec = NETS[name]
-            final = out / spec["file"]
-            os.replace(out / f".{spec['file']}.{os.getpid()}.tmp", final)
-            files[name] = {"file": spec["file"], "sha256": sha256_file(final),
-                           "input": [None, 3, spec["size"], spec["size"]],
-                           "outputs": list(spec["outputs"])}
+            quantize_int8(work / NETS["embedder"]["file"], work / EMBEDDER_INT8)
+        # All checked: move into place (a running node keeps its mapped old files),
+        # the manifest last: it names the checksums.
+        entries = {k: dict(NETS[k]) for k in modules}
         if int8:
-            final = out / EMBEDDER_INT8
-            os.replace(out / f".{EMBEDDER_INT8}.{os.getpid()}.tmp", final)
-            files["embedder_int8"] = {"file": EMBEDDER_INT8, "sha256": sha256_file(final),
-                                      "input": [None, 3, 160, 160],
-                                      "outputs": list(NETS["embedder"]["outputs"])}
-        else:
+            entries["embedder_int8"] = {"file": EMBEDDER_INT8, "size": 160,
+                                        "outputs": NETS["embedder"]["outputs"]}
+        for name, spec in entries.items():
+            entry = {"file": spec["file"], "input": [None, 3, spec["size"], spec["size"]],
+                     "outputs": list(spec["outputs"])}
+            for key in ("file", "data"):
+                if spec.get(key):
+                    final = out / spec[key]
+                    os.replace(work / spec[key], final)
+                    entry["sha256" if key == "file" else "data_sha256"] = sha256_file(final)
+            if spec.get("data"):
+                entry["data"] = spec["data"]
+            files[name] = entry
+        if not int8:
             (out / EMBEDDER_INT8).unlink(missing_ok=True)
     finally:
-        for t in tmp_paths:
-            t.unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
     manifest = {
         "format": MANIFEST_FORMAT,
         "model_id": mid,
@@ -178,7 +213,9 @@ def export_onnx(weights: str | Path, out: Path, *, model_id: str | None = None,
     tmp = out / f".{MANIFEST}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     os.replace(tmp, out / MANIFEST)
-    return ExportReport(out=out, model_id=mid, max_abs_diff=diffs,
-                        files={f["file"]: (out / f["file"]).stat().st_size
-                               for f in files.values()})
-
+    sizes = {}
+    for f in files.values():
+        for key in ("file", "data"):
+            if f.get(key):
+                sizes[f[key]] = (out / f[key]).stat().st_size
+    return ExportReport(out=out, model_id=mid, max_abs_diff=diffs, files=sizes)

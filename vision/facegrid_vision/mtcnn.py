@@ -61,8 +61,15 @@ def pyramid_scales(h: int, w: int, min_face_size: int, factor: float = FACTOR) -
 
 
 def integral(imgs: np.ndarray) -> np.ndarray:
-    """(n,h,w,c) uint8 → (n,h+1,w+1,c) int64 summed-area table with a zero border."""
+    """(n,h,w,c) uint8 → (n,h+1,w+1,c) summed-area table with a zero border (exact
+    integers: OpenCV's int32 while they fit, else numpy int64)."""
     n, h, w, c = imgs.shape
+    if h * w * 255 < 2**31:
+        import cv2
+
+        if n == 1:
+            return cv2.integral(imgs[0], sdepth=cv2.CV_32S)[None]
+        return np.stack([cv2.integral(im, sdepth=cv2.CV_32S) for im in imgs])
     out = np.zeros((n, h + 1, w + 1, c), np.int64)
     np.cumsum(imgs, axis=1, dtype=np.int64, out=out[:, 1:, 1:])
     np.cumsum(out[:, 1:, 1:], axis=2, out=out[:, 1:, 1:])
@@ -79,17 +86,33 @@ def _bins(start: np.ndarray, size: np.ndarray, out: int) -> tuple[np.ndarray, np
     return start + lo, start + hi
 
 
+def area_resize(table: np.ndarray, oh: int, ow: int) -> np.ndarray:
+    """torch ``interpolate(mode="area")`` of whole images (their integral ``table``) to
+    (oh, ow): float32 (n, oh, ow, c)."""
+    h, w = table.shape[1] - 1, table.shape[2] - 1
+    ys, ye = _bins(np.int64(0), np.int64(h), oh)
+    xs, xe = _bins(np.int64(0), np.int64(w), ow)
+    rows = table.take(ye, axis=1) - table.take(ys, axis=1)  # (n, oh, w+1, c)
+    s = rows.take(xe, axis=2) - rows.take(xs, axis=2)
+    count = ((ye - ys)[:, None] * (xe - xs)[None, :]).astype(np.float32)
+    return s.astype(np.float32) / count[None, :, :, None]
+
+
 def area_crops(table: np.ndarray, img_idx: np.ndarray, y0: np.ndarray, x0: np.ndarray,
                hh: np.ndarray, ww: np.ndarray, oh: int, ow: int) -> np.ndarray:
     """torch ``interpolate(mode="area")`` of crops ``[y0:y0+hh, x0:x0+ww]`` of image
     ``img_idx`` to (oh, ow), for many crops at once: float32 (k, oh, ow, c)."""
+    _, th, tw, c = table.shape
     ys, ye = _bins(y0, hh, oh)  # (k, oh)
     xs, xe = _bins(x0, ww, ow)  # (k, ow)
-    b = np.asarray(img_idx, np.int64)[:, None, None]
-    ys, ye = ys[:, :, None], ye[:, :, None]
-    xs, xe = xs[:, None, :], xe[:, None, :]
-    s = table[b, ye, xe] - table[b, ys, xe] - table[b, ye, xs] + table[b, ys, xs]
-    count = ((ye - ys) * (xe - xs)).astype(np.float32)
+    base = np.asarray(img_idx, np.int64)[:, None, None] * (th * tw)
+    flat = table.reshape(-1, c)
+
+    def at(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return flat[base + y[:, :, None] * tw + x[:, None, :]]
+
+    s = at(ye, xe) - at(ys, xe) - at(ye, xs) + at(ys, xs)
+    count = ((ye - ys)[:, :, None] * (xe - xs)[:, None, :]).astype(np.float32)
     return s.astype(np.float32) / count[..., None]
 
 
@@ -205,9 +228,7 @@ class MTCNN:
         cand, cand_img = [], []
         for scale in pyramid_scales(h, w, self.min_face_size, self.factor):
             oh, ow = int(h * scale + 1), int(w * scale + 1)
-            full = np.zeros(n, np.int64)
-            level = area_crops(table, np.arange(n), full, full, np.full(n, h), np.full(n, w),
-                               oh, ow)
+            level = area_resize(table, oh, ow)
             reg, prob = self.pnet(_standardise_nchw(level))[:2]
             b, img = self._windows(reg, prob[:, 1], np.float32(scale), t0)
             keep = batched_nms(b[:, :4], b[:, 4], img, 0.5)

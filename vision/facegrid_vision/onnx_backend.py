@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 
 from facegrid_vision.faces import default_threads
-from facegrid_vision.models import MODEL_ID_RE, WeightsError, cache_dir, resolve_weights
+from facegrid_vision.models import (
+    CASIA_MODEL_ID,
+    MODEL_ID_RE,
+    VGGFACE2_MODEL_ID,
+    WeightsError,
+    cache_dir,
+    resolve_weights,
+)
 from facegrid_vision.mtcnn import MTCNN
 
 log = logging.getLogger(__name__)
@@ -36,7 +43,9 @@ NETS: dict[str, dict[str, Any]] = {
     "pnet": {"file": "pnet.onnx", "size": None, "outputs": ("reg", "prob")},
     "rnet": {"file": "rnet.onnx", "size": 24, "outputs": ("reg", "prob")},
     "onet": {"file": "onet.onnx", "size": 48, "outputs": ("reg", "landmarks", "prob")},
-    "embedder": {"file": "embedder.onnx", "size": 160, "outputs": ("embedding",)},
+    # Weights in a separate file ONNX Runtime maps into memory (not a second copy).
+    "embedder": {"file": "embedder.onnx", "data": "embedder.onnx.data", "size": 160,
+                 "outputs": ("embedding",)},
 }
 
 
@@ -130,6 +139,12 @@ def read_manifest(folder: Path, *, verify: bool = True, int8: bool = False) -> d
             if sha256_file(f) != files[name]["sha256"]:
                 raise WeightsError(f"{f} does not match the SHA-256 in {path}: "
                                    "export the models again")
+            data = files[name].get("data")
+            if data:
+                d = Path(folder) / data
+                if not d.is_file() or sha256_file(d) != files[name].get("data_sha256"):
+                    raise WeightsError(f"{d} (listed in {path}) is missing or does not "
+                                       "match its SHA-256: export the models again")
     return m
 
 
@@ -144,6 +159,16 @@ def locate(weights: str | Path, model_id: str | None = None,
     if path is not None and path.is_dir():
         return path
     folder = default_dir(mid)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Nodes started together (facegrid up) export once: the others wait, then reuse it.
+    with open(folder.parent / f".{mid}.lock", "w") as lock:
+        import fcntl
+
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _usable_or_export(weights, model_id, folder, path)
+
+
+def _usable_or_export(weights, model_id, folder: Path, path: Path | None) -> Path:
     stale = None
     if (folder / MANIFEST).is_file():
         try:
@@ -175,8 +200,10 @@ def load(weights: str | Path, *, model_id: str | None = None,
     """(numpy MTCNN on ONNX Runtime, embedding net, model id)."""
     folder = locate(weights, model_id, onnx_dir)
     m = read_manifest(folder, int8=int8)
-    if model_id and onnx_dir is None and model_id != m["model_id"]:
-        raise WeightsError(f"{folder} holds model {m['model_id']!r}, not {model_id!r}")
+    want = model_id or {"vggface2": VGGFACE2_MODEL_ID, "casia-webface": CASIA_MODEL_ID}.get(
+        str(weights))
+    if want and want != m["model_id"]:
+        raise WeightsError(f"{folder} holds model {m['model_id']!r}, not {want!r}")
     n = default_threads(threads or 0)
     files = m["files"]
     nets = {k: OnnxNet(folder / files[k]["file"], threads=n) for k in ("pnet", "rnet", "onet")}
