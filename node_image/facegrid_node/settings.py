@@ -95,7 +95,9 @@ class NodeSettings(BaseSettings):
     track_max_age_s: float = Field(1.5, gt=0, description="Forget a track unseen this long.")
 
     # --- transport -----------------------------------------------------------
-    stream_maxlen: int = Field(100_000, ge=100, description="Approximate MAXLEN of the stream.")
+    stream_maxlen: int = Field(0, ge=0, description=(
+        "Approximate MAXLEN on XADD; 0 (default): never trim (the worker trims what it "
+        "acknowledged, so a node never deletes unread events)."))
     buffer_size: int = Field(1000, ge=1, le=1_000_000, description="Events kept while Redis "
                              "is away.")
     max_event_age_s: float = Field(300.0, gt=0, description="Buffered events older than this "
