@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,14 @@ def sha256_file(path: Path) -> str:
 
 
 def import_ort():
+    """``onnxruntime`` with its usage telemetry off.
+
+    Recent ONNX Runtime builds collect telemetry on Linux too: at import they write
+    ``$TMPDIR/.ses`` and ``~/.cache/Microsoft/DeveloperTools/.onnxruntime/``.  A node
+    writes nothing and sends nothing but embeddings, so ``ORT_DISABLE_TELEMETRY=1``
+    is set before the import (an explicit value in the environment wins).
+    """
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     try:
         import onnxruntime
     except ModuleNotFoundError as e:

@@ -106,6 +106,7 @@ def test_node_image_runs_onnx_without_torch():
     assert "COPY --from=models /opt/facegrid/onnx /opt/facegrid/onnx" in final
     assert "torch" not in final.lower().replace("pytorch", "")
     assert "FACEGRID_WEIGHTS=/opt/facegrid/onnx" in final and "FACEGRID_BACKEND=onnx" in final
+    assert "ORT_DISABLE_TELEMETRY=1" in final  # onnxruntime's usage telemetry off
     # The models: exported from torch weights on the build platform, or given as files.
     assert "ARG MODELS=export" in text and "FROM models-${MODELS} AS models" in text
     export = stages["models-export"]

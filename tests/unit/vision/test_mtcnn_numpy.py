@@ -85,3 +85,15 @@ def test_detector_runs_any_nets_and_rejects_bad_input():
     assert d.boxes.shape == (0, 4) and d.landmarks.shape == (0, 5, 2)
     with pytest.raises(ValueError, match="uint8"):
         det.detect_many(np.zeros((1, 20, 20, 3), np.float32))
+
+
+def test_onnxruntime_telemetry_is_off(monkeypatch):
+    """The node writes and sends nothing but embeddings: ORT's telemetry is disabled."""
+    pytest.importorskip("onnxruntime")
+    from facegrid_vision import onnx_backend
+
+    monkeypatch.delenv("ORT_DISABLE_TELEMETRY", raising=False)
+    onnx_backend.import_ort()
+    import os
+
+    assert os.environ["ORT_DISABLE_TELEMETRY"] == "1"
