@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facegrid.errors import FacegridError
 from facegrid_vision.models import MODEL_ID_RE, WeightsError, resolve_weights
 from facegrid_vision.onnx_backend import (
     EMBEDDER_INT8,
@@ -39,7 +40,7 @@ OPSET = 17
 DEFAULT_TOLERANCE = 1e-4
 
 
-class ExportError(RuntimeError):
+class ExportError(FacegridError, RuntimeError):
     """The export failed or the ONNX files do not reproduce torch."""
 
 
