@@ -41,7 +41,7 @@ from facegrid.tokens import TokenVerifier
 from facegrid_services.attendance import Seen, attendance_time, plan_attendance
 from facegrid_services.store import db, repo
 
-from . import metrics
+from . import metrics, presence
 from .checks import STORE_REJECTED, EntryChecker, Rejected
 from .gallery import THRESHOLD_GRID, Gallery, threshold_counts
 from .revocation import RevokedSet
@@ -94,6 +94,13 @@ def _stream_id_time(sid: str) -> float:
         return time.time()
 
 
+def _track_of(p: wire.EventPayload) -> tuple[float | None, int | None]:
+    """(node aggregate weight, frames) of a v2 event; (None, None) for v1."""
+    if p.track is None:
+        return None, None
+    return p.track.weight, p.track.frames
+
+
 def dead_letter_fields(sid: str, fields, reason: str, detail: str) -> dict:
     """The dead-letter entry: every original field (renamed only on a clash) + why."""
     out: dict = {}
@@ -136,6 +143,21 @@ class Worker:
         self._cooldown = timedelta(seconds=settings.cooldown_s)
         self._clock_tolerance = timedelta(seconds=settings.clock_tolerance_s)
         metrics.THRESHOLD.set(settings.threshold)
+        self._rules: dict[float, presence.PresenceRule] = {}
+
+    def threshold_for(self, node_id: str) -> float:
+        """The threshold in force at one camera (its override, else the worker's)."""
+        return self.settings.camera_thresholds.get(node_id, self.settings.threshold)
+
+    def rule_for(self, node_id: str) -> presence.PresenceRule:
+        t = self.threshold_for(node_id)
+        rule = self._rules.get(t)
+        if rule is None:
+            s = self.settings
+            rule = self._rules[t] = presence.PresenceRule(
+                t, lock_margin=s.lock_margin, lead_margin=s.lead_margin,
+                flip_margin=s.flip_margin, drop_margin=s.drop_margin)
+        return rule
 
     # --- start-up and background duties -----------------------------------------
 
@@ -380,54 +402,67 @@ class Worker:
                 seen_ids.add(ev.payload.event_id)
                 events.append((sid, ev))
 
-        gallery, threshold = self.gallery, self.settings.threshold
-        with _stage("match"):
-            if events:
-                m = gallery.match(np.stack([ev.embedding for _, ev in events]), threshold)
-            else:
-                m = gallery.match(np.zeros((0, wire.EMBEDDING_DIM), np.float32), threshold)
-            persons, scores, recognised = (m.person_ids.tolist(), m.scores.tolist(),
-                                           m.recognised.tolist())
-
+        gallery = self.gallery
         received = datetime.now(UTC)
         rows = []  # repo.SIGHTING_COLUMNS order
-        for (sid, ev), person, score, ok in zip(events, persons, scores, recognised,
-                                                strict=True):
-            p = ev.payload
-            rows.append((
-                p.event_id, sid, p.node_id, person if ok else None, ok, score, threshold,
-                p.model, p.lamport, ev.node_time, p.local_time, p.timezone, p.timezone_offset,
-                p.drift_offset_ms, ev.corrected_at, p.track_id, p.box, p.det_confidence,
-                (p.quality.brightness, p.quality.blur), received))
-
+        recognised: list[bool] = []
+        scores: list[float] = []
         new_alerts: list[datetime] = []
         inserted: set[str] = set()
         seen: list[Seen] = []
-        unknowns: list[tuple[datetime, str]] = []
         with _stage("store"):
-            if rows:
+            if events:
                 with self.engine.begin() as conn:
-                    inserted = repo.insert_sightings(conn, rows)
-                    for (_sid, ev), person, ok in zip(events, persons, recognised, strict=True):
+                    # Presences: decide on each track's aggregate (worker/presence.py).
+                    known = repo.known_event_ids(conn, [ev.payload.event_id for _, ev in events])
+                    fresh = [(sid, ev) for sid, ev in events if ev.payload.event_id not in known]
+                    first: dict[presence.Key, datetime] = {}
+                    for _, ev in fresh:
+                        key = (ev.payload.node_id, ev.payload.track_id)
+                        first[key] = min(first.get(key, ev.corrected_at), ev.corrected_at)
+                    tracked = repo.lock_presences(conn, first, model=gallery.model or "",
+                                                  threshold=self.settings.threshold)
+                    with _stage("match"):
+                        outcomes, confirmed = presence.plan(
+                            [presence.Seen((ev.payload.node_id, ev.payload.track_id),
+                                           ev.corrected_at, ev.embedding,
+                                           *_track_of(ev.payload)) for _, ev in fresh],
+                            tracked, gallery.templates, gallery.person_ids, self.rule_for,
+                            min_frames=self.settings.unknown_min_frames)
+                    for (sid, ev), out in zip(fresh, outcomes, strict=True):
                         p = ev.payload
-                        if p.event_id not in inserted:
-                            continue
-                        if ok:
+                        ok = out.status == presence.RECOGNISED
+                        recognised.append(ok)
+                        scores.append(out.score)
+                        rows.append((
+                            p.event_id, sid, p.node_id, out.person_id if ok else None, ok,
+                            out.score, self.threshold_for(p.node_id), p.model, p.lamport,
+                            ev.node_time, p.local_time, p.timezone, p.timezone_offset,
+                            p.drift_offset_ms, ev.corrected_at, p.track_id, p.box,
+                            p.det_confidence, (p.quality.brightness, p.quality.blur), received,
+                            out.presence_id))
+                    inserted = repo.insert_sightings(conn, rows)
+                    confirmed_at = {tracked[k].id: at for k, at in confirmed}
+                    repo.save_presences(conn, tracked, confirmed_now=confirmed_at,
+                                        threshold_of=self.threshold_for)
+                    for (_sid, ev), out in zip(fresh, outcomes, strict=True):
+                        p = ev.payload
+                        if p.event_id in inserted and out.status == presence.RECOGNISED:
                             t, _suspect = attendance_time(ev.corrected_at, received,
                                                           self._clock_tolerance)
-                            seen.append(Seen(person, t, p.lamport, p.node_id))
-                        else:
-                            unknowns.append((ev.corrected_at, p.node_id))
+                            seen.append(Seen(out.person_id, t, p.lamport, p.node_id))
                     repo.upsert_attendance(conn, plan_attendance(seen, self.tz, self._cooldown))
-                    if unknowns:
-                        new_alerts, result.alerts = repo.raise_intruder_alerts(
-                            conn, unknowns, count=self.settings.intruder_count,
+                    if confirmed:
+                        new_alerts, result.alerts = repo.raise_presence_alerts(
+                            conn, [(at, k[0]) for k, at in confirmed],
+                            count=self.settings.intruder_count,
                             window_s=self.settings.intruder_window_s,
                             recent_alerts=self._alert_ends)
                 result.stored = len(inserted)
-                result.duplicates += len(rows) - len(inserted)
-                result.recognised = len(seen)
-                result.unknown = len(unknowns)
+                result.duplicates += len(events) - len(inserted)
+                result.recognised = sum(recognised)
+                result.unknown = len(recognised) - result.recognised
+                events = fresh
         self._alert_ends.extend(new_alerts)  # only after the commit
 
         with _stage("ack"):
@@ -471,7 +506,7 @@ class Worker:
         if result.alerts:
             metrics.ALERTS.inc(result.alerts)
         if events:
-            metrics.UNKNOWN_RATIO.set(1.0 - float(m.recognised.mean()))
+            metrics.UNKNOWN_RATIO.set(1.0 - sum(recognised) / len(recognised))
             for score in scores:
                 metrics.MATCH_SCORE.observe(score)
             for sid, _ in events:

@@ -204,3 +204,86 @@ def history_from_json(items: Sequence[dict] | None) -> tuple[Change, ...]:
         except (KeyError, TypeError, ValueError):
             continue  # a damaged entry is history, not state: skip it
     return tuple(out)
+
+
+# --- one batch -------------------------------------------------------------------------
+
+Key = tuple[str, int]  # (node_id, track_id)
+
+
+@dataclass(slots=True)
+class Tracked:
+    """A presence as the store holds it: id, decision state and aggregate."""
+
+    id: int
+    state: Presence
+    first_seen: datetime
+    last_seen: datetime
+    aggregate: np.ndarray | None = field(default=None, repr=False)
+    weight: float = 0.0
+    #: Already counted as a confirmed stranger (alerts, linking) before this batch.
+    confirmed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What the batch planner needs of one event (in stream order)."""
+
+    key: Key
+    at: datetime
+    embedding: np.ndarray = field(repr=False)
+    #: v2: the node's aggregate weight and frame count; v1: None.
+    node_weight: float | None = None
+    node_frames: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The decision after one event: what its sighting row stores."""
+
+    presence_id: int
+    status: str
+    person_id: int | None
+    score: float
+
+
+def plan(events: Sequence[Seen], tracked: dict[Key, Tracked], templates: np.ndarray,
+         person_ids: np.ndarray, rule_for, *,
+         min_frames: int) -> tuple[list[Outcome], list[tuple[Key, datetime]]]:
+    """Apply a batch of events to their presences (``tracked`` is updated in place).
+
+    ``templates`` (P, 512) and ``person_ids`` (P,) are the gallery snapshot;
+    ``rule_for(node_id)`` gives the :class:`PresenceRule` of a camera (its
+    threshold).  Events of one presence are applied in the order given.
+    Returns one :class:`Outcome` per event and ``(key, time)`` of each presence
+    that became a confirmed stranger in this batch (see :func:`confirmed_unknown`).
+    """
+    aggregates = np.zeros((len(events), templates.shape[1] if templates.ndim == 2 else 512),
+                          np.float32)
+    folded: list[tuple[np.ndarray, float]] = []
+    state_agg: dict[Key, tuple[np.ndarray | None, float]] = {
+        k: (t.aggregate, t.weight) for k, t in tracked.items()}
+    for i, ev in enumerate(events):
+        agg, w = state_agg[ev.key]
+        agg, w = fold_embedding(agg, w, ev.embedding, ev.node_weight)
+        state_agg[ev.key] = (agg, w)
+        aggregates[i] = agg
+        folded.append((agg, w))
+    sims = aggregates @ templates.T if templates.shape[0] else np.zeros((len(events), 0),
+                                                                          np.float32)
+    outcomes: list[Outcome] = []
+    newly_confirmed: list[tuple[Key, datetime]] = []
+    for i, ev in enumerate(events):
+        t = tracked[ev.key]
+        frames = ev.node_frames if ev.node_frames is not None else t.state.frames + 1
+        decisive = ev.node_weight is None or ev.node_weight > 0.0
+        obs = Observation(ev.at, sims[i], person_ids, decisive, frames)
+        t.state = decide(t.state, obs, rule_for(ev.key[0]))
+        t.aggregate, t.weight = folded[i]
+        t.first_seen = min(t.first_seen, ev.at)
+        t.last_seen = max(t.last_seen, ev.at)
+        if not t.confirmed and confirmed_unknown(t.state, min_frames):
+            t.confirmed = True
+            newly_confirmed.append((ev.key, ev.at))
+        outcomes.append(Outcome(t.id, t.state.status, t.state.person_id, t.state.score))
+    return outcomes, newly_confirmed
