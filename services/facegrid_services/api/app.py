@@ -28,7 +28,17 @@ from . import metrics
 from .deps import ServerContext
 from .heartbeats import HeartbeatBuffer
 from .revocation import RevocationList
-from .routers import alerts, attendance, health, nodes, people, sightings, stream, tokens
+from .routers import (
+    alerts,
+    attendance,
+    health,
+    nodes,
+    people,
+    presences,
+    sightings,
+    stream,
+    tokens,
+)
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -158,7 +168,8 @@ def create_app(
     app.state.ctx = ctx
     app.add_middleware(MetricsMiddleware)
     _install_error_handlers(app)
-    for module in (health, nodes, people, sightings, attendance, alerts, stream, tokens):
+    for module in (health, nodes, people, sightings, presences, attendance, alerts, stream,
+                   tokens):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

@@ -22,6 +22,7 @@ Delivery guarantees
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
 import threading
@@ -42,6 +43,7 @@ from facegrid_services.attendance import Seen, attendance_time, plan_attendance
 from facegrid_services.store import db, repo
 
 from . import metrics, presence
+from .calibration import calibrate
 from .checks import STORE_REJECTED, EntryChecker, Rejected
 from .gallery import THRESHOLD_GRID, Gallery, threshold_counts
 from .revocation import RevokedSet
@@ -142,12 +144,15 @@ class Worker:
         self._lamport_max = -1
         self._cooldown = timedelta(seconds=settings.cooldown_s)
         self._clock_tolerance = timedelta(seconds=settings.clock_tolerance_s)
-        metrics.THRESHOLD.set(settings.threshold)
+        self.calibration = calibrate(np.zeros(0), 0, target_far=settings.target_far,
+                                     default=settings.default_threshold,
+                                     pinned=settings.threshold)
+        metrics.THRESHOLD.set(self.calibration.threshold)
         self._rules: dict[float, presence.PresenceRule] = {}
 
     def threshold_for(self, node_id: str) -> float:
         """The threshold in force at one camera (its override, else the worker's)."""
-        return self.settings.camera_thresholds.get(node_id, self.settings.threshold)
+        return self.settings.camera_thresholds.get(node_id, self.calibration.threshold)
 
     def rule_for(self, node_id: str) -> presence.PresenceRule:
         t = self.threshold_for(node_id)
@@ -207,7 +212,11 @@ class Worker:
             model = self._choose_model(repo.gallery_models(s))
             rows = repo.gallery_rows(s, model) if model is not None else []
         full = Gallery.from_rows(model, rows)
-        suggested = full.suggest_threshold(self.settings.target_far)
+        st = self.settings
+        cal = calibrate(full.impostor_scores(), full.people, target_far=st.target_far,
+                        default=st.default_threshold, min_people=st.calibration_min_people,
+                        pinned=st.threshold)
+        suggested = cal.estimate
         gallery = full.templates_only()
         if model != self.gallery.model or not self._gallery_loaded:
             if model is None:
@@ -221,15 +230,18 @@ class Worker:
         self.checker.model = model
         self._gallery_loaded = True
         self.suggested_threshold = suggested
+        self.calibration = cal
+        metrics.THRESHOLD.set(cal.threshold)
+        self.redis.set(keys.CALIBRATION, json.dumps(cal.as_json()))
         metrics.GALLERY_EMBEDDINGS.set(gallery.size)
         metrics.GALLERY_PEOPLE.set(gallery.people)
         metrics.GALLERY_RELOADS.inc()
         if suggested is not None:
             metrics.THRESHOLD_SUGGESTED.set(suggested)
             self.redis.hset(keys.THRESHOLD_GRID, "suggested", f"{suggested:.4f}")
-        log.info("gallery %s: %d embeddings of %d people (templates); threshold %.3f "
-                 "(suggested %s)", gallery.model or "(any model)", gallery.size, gallery.people,
-                 self.settings.threshold, "n/a" if suggested is None else f"{suggested:.3f}")
+        log.info("gallery %s: %d embeddings of %d people (templates); threshold %.3f (%s: %s)",
+                 gallery.model or "(any model)", gallery.size, gallery.people, cal.threshold,
+                 cal.source, cal.note)
 
     def refresh_revocations(self) -> None:
         with self.sessions() as s:
@@ -421,7 +433,7 @@ class Worker:
                         key = (ev.payload.node_id, ev.payload.track_id)
                         first[key] = min(first.get(key, ev.corrected_at), ev.corrected_at)
                     tracked = repo.lock_presences(conn, first, model=gallery.model or "",
-                                                  threshold=self.settings.threshold)
+                                                  threshold=self.calibration.threshold)
                     with _stage("match"):
                         outcomes, confirmed = presence.plan(
                             [presence.Seen((ev.payload.node_id, ev.payload.track_id),

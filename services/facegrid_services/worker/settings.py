@@ -59,13 +59,17 @@ class WorkerSettings(BaseSettings):
     #: embeddings; an empty gallery accepts any model, every event unknown; a gallery of
     #: several models needs this setting).  Events of another model are dead-lettered.
     model: str | None = None
-    #: Cosine similarity to the person's template a match needs.  0.58: the median over 20
-    #: random halvings of LFW dev of the threshold that lets in 1% of the photos of the half
-    #: NOT enrolled (impostor scores only; the stranger set is not used); on LFW dev it gives
-    #: rank-1 99.8%, correct-accept 98.1%, 0/40 strangers.  See docs/worker.md "Accuracy".
-    threshold: float = Field(default=0.58, ge=-1.0, le=1.0)
-    #: Target open-set false-accept rate of the suggested threshold (gallery impostor scores).
+    #: Pins the cosine similarity a match needs (unset: calibrated from the gallery,
+    #: worker/calibration.py, and recalibrated whenever people are enrolled or erased).
+    threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
+    #: In force while the gallery is too small to calibrate, and the calibration's floor.
+    #: 0.58: the median over 20 random halvings of LFW dev of the threshold that lets in 1%
+    #: of the photos of the half NOT enrolled.  See docs/worker.md "Accuracy".
+    default_threshold: float = Field(default=0.58, ge=-1.0, le=1.0)
+    #: Target open-set false-accept rate of the calibrated threshold (gallery impostor scores).
     target_far: float = Field(default=0.01, gt=0, lt=1)
+    #: Fewer people than this: no calibration (the default threshold stays in force).
+    calibration_min_people: int = Field(default=10, ge=2)
     #: Per-camera threshold overrides, JSON object ``{"node-id": 0.62, …}``.
     camera_thresholds: dict[str, float] = Field(default_factory=dict)
 
