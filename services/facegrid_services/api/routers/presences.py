@@ -12,11 +12,11 @@ from sqlalchemy import update
 from facegrid_services.store import queries
 from facegrid_services.store.models import Presence, Stranger
 
-from ..deps import Admin, Ctx, DbSession
+from ..deps import Admin, Ctx, DbSession, Viewer
 from ..schemas import Page, PresenceOut, StrangerErasedOut, StrangerOut
 from .common import Limit, Offset, OptNodeId, OptPersonId, check_range, utc_instant
 
-router = APIRouter(prefix="/api/v1", tags=["presences"], dependencies=[Admin])
+router = APIRouter(prefix="/api/v1", tags=["presences"])
 StrangerId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Stranger pseudo-id")]
 
 
@@ -30,7 +30,7 @@ def presence_out(p: Presence, name: str | None) -> PresenceOut:
         history=list(p.history or []))
 
 
-@router.get("/presences", response_model=Page[PresenceOut],
+@router.get("/presences", response_model=Page[PresenceOut], dependencies=[Viewer],
             summary="Presences overlapping a time range, newest first")
 def list_presences(
     session: DbSession,
@@ -53,7 +53,7 @@ def list_presences(
                              total=page.total, limit=limit, offset=offset)
 
 
-@router.get("/strangers", response_model=Page[StrangerOut],
+@router.get("/strangers", response_model=Page[StrangerOut], dependencies=[Viewer],
             summary="Repeat strangers: unknown presences linked by their aggregates")
 def list_strangers(ctx: Ctx, session: DbSession, limit: Limit = 100,
                    offset: Offset = 0) -> Page[StrangerOut]:
@@ -69,6 +69,7 @@ def list_strangers(ctx: Ctx, session: DbSession, limit: Limit = 100,
 
 
 @router.delete("/strangers/{stranger_id}", response_model=StrangerErasedOut,
+               dependencies=[Admin],
                summary="Erase a repeat stranger: its embedding and its presences' aggregates")
 def erase_stranger(stranger_id: StrangerId, session: DbSession) -> StrangerErasedOut:
     s = session.get(Stranger, stranger_id)
