@@ -31,18 +31,12 @@ from .heartbeats import HeartbeatBuffer
 from .revocation import RevocationList
 from .routers import (
     alerts,
-<<<<<<< HEAD
-=======
     api_tokens,
->>>>>>> main
     attendance,
     health,
     nodes,
     people,
-<<<<<<< HEAD
     presences,
-=======
->>>>>>> main
     sightings,
     stream,
     tokens,
@@ -178,13 +172,8 @@ def create_app(
     app.add_middleware(AuditMiddleware, sessions=sessions)
     app.add_middleware(MetricsMiddleware)
     _install_error_handlers(app)
-<<<<<<< HEAD
     for module in (health, nodes, people, sightings, presences, attendance, alerts, stream,
-                   tokens):
-=======
-    for module in (health, nodes, people, sightings, attendance, alerts, stream, tokens,
-                   api_tokens):
->>>>>>> main
+                   tokens, api_tokens):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)
