@@ -77,13 +77,16 @@ class IoUTracker:
     def __init__(self, iou_threshold: float = 0.3, max_age_s: float = 1.5,
                  reembed_every: int = 10, reembed_iou: float = 0.6,
                  first_id: int = 1, max_missed: int = 3,
-                 quality_gate: float = DEFAULT_GATE) -> None:
+                 quality_gate: float = DEFAULT_GATE, warmup: int = 3) -> None:
         self.iou_threshold = iou_threshold
         self.max_age_s = max_age_s
         self.max_missed = max_missed
         self.reembed_every = reembed_every
         self.reembed_iou = reembed_iou
         self.quality_gate = quality_gate
+        #: A new track is embedded on each of its first ``warmup`` detections, so its
+        #: aggregate stands on several frames within a second or two (then every K).
+        self.warmup = warmup
         self.tracks: dict[int, Track] = {}
         self._ids = itertools.count(first_id)
 
@@ -134,7 +137,7 @@ class IoUTracker:
         return gone
 
     def needs_embedding(self, track: Track) -> bool:
-        if track.embedded_box is None:
+        if track.embedded_box is None or track.aggregate.frames < self.warmup:
             return True
         if track.since_embed >= self.reembed_every:
             return True

@@ -35,7 +35,7 @@ CAPABILITIES: dict[str, Role] = {
     "acknowledge_alerts": Role.operator,
     "manage_people": Role.operator,   # create, rename, enroll
     "view_stream": Role.operator,     # backlog, dead letters
-    "erase_people": Role.admin,
+    "erase_people": Role.admin,       # and repeat strangers
     "replay_dead_letters": Role.admin,
     "manage_tokens": Role.admin,      # API tokens, node token revocation, audit log
     "manage_webhooks": Role.admin,

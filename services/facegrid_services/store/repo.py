@@ -28,7 +28,14 @@ from facegrid_services.attendance import (
     is_intrusion,
 )
 from facegrid_services.store import db
-from facegrid_services.store.models import Alert, Embedding, Presence, RevokedToken, Sighting
+from facegrid_services.store.models import (
+    Alert,
+    Embedding,
+    Presence,
+    RevokedToken,
+    Sighting,
+    Stranger,
+)
 from facegrid_services.worker import presence as pres
 
 log = logging.getLogger(__name__)
@@ -404,3 +411,62 @@ def _insert(conn: Connection, table):
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def link_strangers(conn: Connection, items: Sequence[tuple[int, np.ndarray, datetime, str]], *,
+                   model: str, threshold: float) -> dict[int, int]:
+    """Give each newly confirmed unknown presence a stranger pseudo-id.
+
+    ``items``: ``(presence id, unit aggregate, time, node)``.  A presence whose
+    aggregate scores at least ``threshold`` (the recognition threshold: it would
+    be "recognised" as that stranger) against a known stranger of the same
+    model joins it (the stranger's vector becomes the mean of its presences');
+    otherwise it starts a new one.  Returns presence id → stranger id.
+    """
+    if not items:
+        return {}
+    st = Stranger.__table__
+    rows = conn.execute(select(st.c.id, st.c.vector, st.c.presences, st.c.nodes,
+                               st.c.first_seen, st.c.last_seen)
+                        .where(st.c.model == model).order_by(st.c.id)).all()
+    ids = [int(r[0]) for r in rows]
+    vecs = [np.frombuffer(r[1], "<f4").astype(np.float32) for r in rows]
+    counts = [int(r[2]) for r in rows]
+    nodes = [set(r[3] or []) for r in rows]
+    seen = [[r[4], r[5]] for r in rows]
+    dirty: set[int] = set()
+    out: dict[int, int] = {}
+    for pid, agg, at, node in sorted(items, key=lambda x: x[2]):
+        agg = np.asarray(agg, np.float32)
+        k = -1
+        if vecs:
+            sims = np.stack(vecs) @ agg
+            k = int(np.argmax(sims))
+            if float(sims[k]) < threshold:
+                k = -1
+        if k < 0:
+            new = conn.execute(st.insert().values(
+                model=model, vector=agg.astype("<f4").tobytes(), presences=1, first_seen=at,
+                last_seen=at, nodes=[node]).returning(st.c.id)).scalar_one()
+            ids.append(int(new))
+            vecs.append(agg)
+            counts.append(1)
+            nodes.append({node})
+            seen.append([at, at])
+            out[pid] = int(new)
+            continue
+        total = vecs[k].astype(np.float64) * counts[k] + agg
+        vecs[k] = (total / max(np.linalg.norm(total), 1e-9)).astype(np.float32)
+        counts[k] += 1
+        nodes[k].add(node)
+        seen[k] = [min(seen[k][0], at), max(seen[k][1], at)]
+        dirty.add(k)
+        out[pid] = ids[k]
+    for k in sorted(dirty):
+        conn.execute(st.update().where(st.c.id == ids[k]).values(
+            vector=vecs[k].astype("<f4").tobytes(), presences=counts[k],
+            nodes=sorted(nodes[k]), first_seen=seen[k][0], last_seen=seen[k][1]))
+    pt = Presence.__table__
+    conn.execute(pt.update().where(pt.c.id == bindparam("pid")).values(
+        stranger_id=bindparam("sid")), [{"pid": p, "sid": sid} for p, sid in out.items()])
+    return out

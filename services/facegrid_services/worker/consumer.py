@@ -464,6 +464,11 @@ class Worker:
                                                           self._clock_tolerance)
                             seen.append(Seen(out.person_id, t, p.lamport, p.node_id))
                     repo.upsert_attendance(conn, plan_attendance(seen, self.tz, self._cooldown))
+                    if confirmed and gallery.model is not None:
+                        repo.link_strangers(
+                            conn, [(tracked[k].id, tracked[k].aggregate, at, k[0])
+                                   for k, at in confirmed if tracked[k].aggregate is not None],
+                            model=gallery.model, threshold=self.calibration.threshold)
                     if confirmed:
                         new_alerts, result.alerts = repo.raise_presence_alerts(
                             conn, [(at, k[0]) for k, at in confirmed],
