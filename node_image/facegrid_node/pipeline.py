@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from facegrid_vision.faces import Detector, Embedder
 
 from facegrid.contract import NodeState
 from facegrid.wire import TrackSummary
 from facegrid_node.aggregate import face_quality
-from facegrid_node.faces import Detector, Embedder
 from facegrid_node.motion import IdleController, MotionDetector, Transition
 from facegrid_node.quality import DarknessGate, FrameQuality, brightness, grey, region_quality
 from facegrid_node.tracker import IoUTracker, SendRule, Track
