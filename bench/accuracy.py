@@ -207,7 +207,8 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    from facegrid_node.settings import NodeSettings, cache_dir
+    from facegrid_node.settings import NodeSettings
+    from facegrid_vision.models import cache_dir
     from facegrid_services.worker.settings import WorkerSettings
 
     ns = NodeSettings()

@@ -213,7 +213,10 @@ class Worker:
         cal = calibrate(full.impostor_scores(), full.people, target_far=st.target_far,
                         default=st.default_threshold, min_people=st.calibration_min_people,
                         pinned=st.threshold)
-        suggested = cal.estimate
+        # The raw gallery quantile is still published as a suggestion when too few people
+        # stand behind it to apply it.
+        suggested = cal.estimate if cal.estimate is not None else full.suggest_threshold(
+            st.target_far)
         gallery = full.templates_only()
         if model != self.gallery.model or not self._gallery_loaded:
             if model is None:
