@@ -208,8 +208,8 @@ def main() -> int:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     from facegrid_node.settings import NodeSettings
-    from facegrid_vision.models import cache_dir
     from facegrid_services.worker.settings import WorkerSettings
+    from facegrid_vision.models import cache_dir
 
     ns = NodeSettings()
     ws = WorkerSettings(public_key_file="unused.pub")

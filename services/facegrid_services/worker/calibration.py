@@ -13,9 +13,10 @@ changes (enroll, erase):
   90 % confidence interval comes from the binomial distribution of the rank
   (normal approximation): ``low``/``high``; ``high`` is None when the interval
   reaches past the highest score seen (too few samples to bound it);
-* the threshold in force is ``max(estimate, floor)``: the floor (the fixed
-  default) keeps a small or very varied gallery from calibrating itself below
-  what was measured safe;
+* the threshold in force is the estimate (``floor``, off by default, can bound
+  it from below); it is measured in the gallery's own space (centred on the
+  gallery mean from 10 people: :mod:`.gallery`), which is why it is not
+  compared with the uncentred default;
 * **it refuses to pretend**: with fewer than ``min_people`` people, or fewer
   impostor scores than ``1 / target_far`` (the quantile would be the maximum,
   not an estimate), the fixed default stays in force and ``note`` says why.
@@ -80,10 +81,10 @@ def calibrate(impostor: np.ndarray, people: int, *, target_far: float, default: 
                            note=f"too little to calibrate: {why}; the default "
                                 f"{default:g} is in force")
     est, low, high = quantile_interval(impostor, target_far)
-    floor = default if floor is None else floor
-    t = max(est, floor)
+    t = est if floor is None else max(est, floor)
     note = (f"{1 - target_far:.0%} quantile of {n} impostor scores of {people} people"
-            + (f"; below the floor {floor:g}, the floor is in force" if est < floor else "")
+            + (f"; below the floor {floor:g}, the floor is in force"
+               if floor is not None and est < floor else "")
             + ("" if high is not None else "; upper bound not determined (few samples)"))
     return Calibration(round(t, 4), "gallery", target_far, people, n, round(est, 4),
                        round(low, 4), None if high is None else round(high, 4), note)

@@ -173,7 +173,7 @@ class Store:
                                a.event.corrected_at, a.event.embedding,
                                *_track_of(a.event.payload)) for a in fresh],
                 tracked, gallery.templates, gallery.person_ids, rules.rule_for,
-                min_frames=rules.unknown_min_frames)
+                min_frames=rules.unknown_min_frames, project=gallery.project)
             rows = []  # repo.SIGHTING_COLUMNS order
             decided: list[tuple[Accepted, presence.Outcome]] = []
             for a, o in zip(fresh, outcomes, strict=True):
@@ -201,7 +201,7 @@ class Store:
             repo.upsert_attendance(conn, plan_attendance(seen, self.tz, self.cooldown))
             if confirmed and gallery.model is not None:
                 repo.link_strangers(
-                    conn, [(tracked[k].id, tracked[k].aggregate, at, k[0])
+                    conn, [(tracked[k].id, gallery.project(tracked[k].aggregate), at, k[0])
                            for k, at in confirmed if tracked[k].aggregate is not None],
                     model=gallery.model, threshold=rules.threshold)
             if confirmed:

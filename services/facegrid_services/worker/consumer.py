@@ -208,8 +208,8 @@ class Worker:
         with self.sessions() as s:
             model = self._choose_model(repo.gallery_models(s))
             rows = repo.gallery_rows(s, model) if model is not None else []
-        full = Gallery.from_rows(model, rows)
         st = self.settings
+        full = Gallery.from_rows(model, rows, centre_from=st.calibration_min_people)
         cal = calibrate(full.impostor_scores(), full.people, target_far=st.target_far,
                         default=st.default_threshold, min_people=st.calibration_min_people,
                         pinned=st.threshold)

@@ -248,13 +248,15 @@ class Outcome:
 
 
 def plan(events: Sequence[Seen], tracked: dict[Key, Tracked], templates: np.ndarray,
-         person_ids: np.ndarray, rule_for, *,
-         min_frames: int) -> tuple[list[Outcome], list[tuple[Key, datetime]]]:
+         person_ids: np.ndarray, rule_for, *, min_frames: int,
+         project=None) -> tuple[list[Outcome], list[tuple[Key, datetime]]]:
     """Apply a batch of events to their presences (``tracked`` is updated in place).
 
     ``templates`` (P, 512) and ``person_ids`` (P,) are the gallery snapshot;
     ``rule_for(node_id)`` gives the :class:`PresenceRule` of a camera (its
-    threshold).  Events of one presence are applied in the order given.
+    threshold); ``project`` maps aggregates into the templates' space
+    (:meth:`Gallery.project`: centring), identity when None.  Events of one
+    presence are applied in the order given.
     Returns one :class:`Outcome` per event and ``(key, time)`` of each presence
     that became a confirmed stranger in this batch (see :func:`confirmed_unknown`).
     """
@@ -269,6 +271,8 @@ def plan(events: Sequence[Seen], tracked: dict[Key, Tracked], templates: np.ndar
         state_agg[ev.key] = (agg, w)
         aggregates[i] = agg
         folded.append((agg, w))
+    if project is not None and len(events):
+        aggregates = project(aggregates)
     sims = aggregates @ templates.T if templates.shape[0] else np.zeros((len(events), 0),
                                                                           np.float32)
     outcomes: list[Outcome] = []
