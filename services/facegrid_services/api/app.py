@@ -33,11 +33,14 @@ from .routers import (
     alerts,
     api_tokens,
     attendance,
+    groups,
     health,
     nodes,
     people,
     presences,
+    schedules,
     sightings,
+    statuses,
     stream,
     tokens,
 )
@@ -173,7 +176,7 @@ def create_app(
     app.add_middleware(MetricsMiddleware)
     _install_error_handlers(app)
     for module in (health, nodes, people, sightings, presences, attendance, alerts, stream,
-                   tokens, api_tokens):
+                   tokens, api_tokens, groups, schedules, statuses):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

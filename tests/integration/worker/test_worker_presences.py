@@ -109,7 +109,7 @@ def test_redelivered_events_do_not_count_twice(wh, settings, store, signing_key,
 def test_migration_turns_existing_sightings_into_presences(database_url):
     engine = db.make_engine(database_url)
     try:
-        db.migrate(database_url, "0002")
+        db.migrate(database_url, "0003")
         t = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
         with engine.begin() as c:
             c.execute(text("INSERT INTO people (id, name, created_at, updated_at)"

@@ -4,8 +4,8 @@ Existing data is kept: every (node, track) of the stored sightings becomes one
 presence (recognised when any of its sightings was, as the person recognised
 last; otherwise unknown), and the sightings are pointed at it.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-02 10:00:00
 """
 
@@ -13,8 +13,8 @@ import facegrid_services.store.models
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
