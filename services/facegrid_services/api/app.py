@@ -38,6 +38,7 @@ from .routers import (
     health,
     nodes,
     people,
+    presences,
     schedules,
     sightings,
     statuses,
@@ -176,8 +177,8 @@ def create_app(
     app.add_middleware(MetricsMiddleware)
     _install_error_handlers(app)
     app.include_router(health.router)
-    for module in (nodes, people, sightings, attendance, alerts, stream, tokens, api_tokens,
-                   groups, schedules, statuses):
+    for module in (nodes, people, sightings, presences, attendance, alerts, stream, tokens,
+                   api_tokens, groups, schedules, statuses):
         app.include_router(module.router, prefix=API_PREFIX)
 
     @app.get("/", include_in_schema=False)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Annotated
 
 from pydantic import Field, field_validator
 
 from facegrid.settings import RedisSettings, SiteSettings, StoreSettings, VerifierSettings
-from facegrid.types import ModelId
+from facegrid.types import ModelId, NodeId
+
+#: A cosine-similarity threshold.
+Similarity = Annotated[float, Field(ge=-1.0, le=1.0)]
 
 
 def default_consumer() -> str:
@@ -62,15 +66,38 @@ class WorkerSettings(SiteSettings, VerifierSettings, StoreSettings, RedisSetting
                     "enrolled embeddings; an empty gallery accepts any model, every event "
                     "unknown; a gallery of several models needs this setting).  Events of another "
                     "model are dead-lettered.")
-    threshold: float = Field(default=0.58, ge=-1.0, le=1.0,
-        description="Cosine similarity to the person's template a match needs.  0.58: the median "
-                    "over 20 random halvings of LFW dev of the threshold that lets in 1% of the "
-                    "photos of the half NOT enrolled (impostor scores only; the stranger set is "
-                    "not used); on LFW dev it gives rank-1 99.8%, correct-accept 98.1%, 0/40 "
-                    "strangers.  See docs/worker.md \"Accuracy\".")
+    threshold: float | None = Field(default=None, ge=-1.0, le=1.0,
+        description="Pins the cosine similarity a match needs (unset: calibrated from the "
+                    "gallery, worker/calibration.py, and recalibrated whenever people are "
+                    "enrolled or erased).")
+    default_threshold: float = Field(default=0.58, ge=-1.0, le=1.0,
+        description="In force while the gallery is too small to calibrate, and the calibration's "
+                    "floor. 0.58: the median over 20 random halvings of LFW dev of the threshold "
+                    "that lets in 1% of the photos of the half NOT enrolled.  See docs/worker.md "
+                    "\"Accuracy\".")
     target_far: float = Field(default=0.01, gt=0, lt=1,
-        description="Target open-set false-accept rate of the suggested threshold (gallery "
+        description="Target open-set false-accept rate of the calibrated threshold (gallery "
                     "impostor scores).")
+    calibration_min_people: int = Field(default=10, ge=2,
+        description="Fewer people than this: no calibration (the default threshold stays in "
+                    "force).")
+    camera_thresholds: dict[NodeId, Similarity] = Field(default_factory=dict,
+        description='Per-camera threshold overrides, JSON object ``{"node-id": 0.62, …}``.')
+
+    lock_margin: float = Field(default=0.05, ge=0, le=1,
+        description="Presences (worker/presence.py): a recognised presence locks when its "
+                    "aggregate score is this far above the threshold ...")
+    lead_margin: float = Field(default=0.05, ge=0, le=1,
+        description="... and this far above the runner-up person.")
+    flip_margin: float = Field(default=0.10, ge=0, le=1,
+        description="A locked presence flips to another person only if that one passes the "
+                    "threshold and beats the locked person's score by this much.")
+    drop_margin: float = Field(default=0.15, ge=0, le=1,
+        description="A locked presence becomes unknown only when its person's score falls this "
+                    "far below the threshold.")
+    unknown_min_frames: int = Field(default=2, ge=1,
+        description="An unknown presence counts as a stranger (intruder alerts, linking) once "
+                    "this many frames stand behind its aggregate.")
 
     cooldown_s: float = Field(default=300.0, ge=0,
         description="Sightings of one person closer than this merge into one visit.")
@@ -86,7 +113,8 @@ class WorkerSettings(SiteSettings, VerifierSettings, StoreSettings, RedisSetting
                     "refused (dead letter ``lamport_jump``): it would drag every node's clock "
                     "along.")
     intruder_count: int = Field(default=5, ge=1,
-        description="Intruder alert: this many unknown sightings ...")
+        description="Intruder alert: this many distinct unknown presences (people, not frames) "
+                    "...")
     intruder_window_s: float = Field(default=60.0, gt=0,
         description="... within this many seconds, across all nodes.")
 

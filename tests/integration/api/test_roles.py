@@ -41,6 +41,10 @@ ROLE_TABLE: dict[tuple[str, str], str] = {
     ("POST", f"{API_PREFIX}/people/{{person_id}}/embeddings"): OPER,
     ("DELETE", f"{API_PREFIX}/people/{{person_id}}/embeddings/{{embedding_id}}"): OPER,
     ("GET", f"{API_PREFIX}/sightings"): VIEW,
+    ("GET", f"{API_PREFIX}/presences"): VIEW,
+    ("GET", f"{API_PREFIX}/strangers"): VIEW,
+    ("DELETE", f"{API_PREFIX}/strangers/{{stranger_id}}"): ADMIN,
+    ("GET", f"{API_PREFIX}/stats/calibration"): OPER,
     ("GET", f"{API_PREFIX}/attendance"): VIEW,
     ("GET", f"{API_PREFIX}/alerts"): VIEW,
     ("POST", f"{API_PREFIX}/alerts/{{alert_id}}/acknowledge"): OPER,
@@ -81,7 +85,8 @@ ROLE_TABLE: dict[tuple[str, str], str] = {
 SAMPLES = {"person_id": "999", "node_id": "cam-1", "entry_id": "1-0", "alert_id": "999",
            "embedding_id": "999", "token_id": "999", "subscription_id": "999",
            "delivery_id": "999", "schedule_id": "999", "group_id": "999",
-           "closure_id": "999", "day": "2026-03-02"}
+           "closure_id": "999", "day": "2026-03-02",
+           "stranger_id": "999"}
 
 
 def spec_operations(api) -> list[tuple[str, str, dict]]:
