@@ -272,33 +272,48 @@ seccompProfile:
   value: {{ .Values.logLevel | quote }}
 {{- end }}
 
-{{/* RBAC rules of the operator in the namespaces whose CameraNodes it runs
-     (the same least-privilege rules as operator/deploy/rbac.yaml). */}}
+{{/* The operator's RBAC rules are written once, in operator/deploy/rbac.yaml;
+     files/operator-rbac.yaml is its copy (scripts/sync-chart; a unit test fails
+     while they differ).  "facegrid.operator.rbacRules" returns, as YAML, the rules
+     of the Role/ClusterRole called .name there: with .nodes true only those on
+     Nodes, with .nodes false all others; .names renames resourceNames (the
+     fixed names of the plain manifest -> this release's names). */}}
+{{- define "facegrid.operator.rbacRules" -}}
+{{- $out := list -}}
+{{- range $doc := regexSplit "(?m)^---[ \t]*$" (.root.Files.Get "files/operator-rbac.yaml") -1 }}
+{{- $d := fromYaml $doc }}
+{{- if and (has ($d.kind | default "") (list "Role" "ClusterRole")) (eq (($d.metadata | default dict).name | default "") $.name) }}
+{{- range $r := $d.rules }}
+{{- if or (not (hasKey $ "nodes")) (eq (has "nodes" $r.resources) $.nodes) }}
+{{- if $r.resourceNames }}
+{{- $names := list }}
+{{- range $n := $r.resourceNames }}
+{{- $names = append $names (get ($.names | default dict) $n | default $n) }}
+{{- end }}
+{{- $r = set (deepCopy $r) "resourceNames" $names }}
+{{- end }}
+{{- $out = append $out $r }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if not $out }}{{ fail (printf "files/operator-rbac.yaml has no rules for %s: run scripts/sync-chart" .name) }}{{ end }}
+{{- toYaml $out }}
+{{- end }}
+
+{{/* RBAC rules of the operator in the namespaces whose CameraNodes it runs:
+     the plain manifest's cluster role minus Nodes, plus its workloads role. */}}
 {{- define "facegrid.operator.watchRules" -}}
-- apiGroups: [facegrid.io]
-  resources: [cameranodes]
-  verbs: [get, list, watch, patch]
-- apiGroups: [facegrid.io]
-  resources: [cameranodes/status]
-  verbs: [get, patch]
-# Owner references with blockOwnerDeletion on the node Deployment and token Secret.
-- apiGroups: [facegrid.io]
-  resources: [cameranodes/finalizers]
-  verbs: [update]
-# The node Deployment (children go with their CameraNode: garbage collector, no delete).
-- apiGroups: [apps]
-  resources: [deployments]
-  verbs: [get, create, patch]
-# Each CameraNode's token Secret, by name only (no list/watch).
-- apiGroups: [""]
-  resources: [secrets]
-  verbs: [get, create, update]
-# Where the node pod landed and whether it is ready.
-- apiGroups: [""]
-  resources: [pods]
-  verbs: [get, list, watch]
-# kopf reports handler problems as Events.
-- apiGroups: ["", events.k8s.io]
-  resources: [events]
-  verbs: [create]
+{{ include "facegrid.operator.rbacRules" (dict "root" . "name" "facegrid-operator" "nodes" false) }}
+{{ include "facegrid.operator.rbacRules" (dict "root" . "name" "facegrid-operator-workloads") }}
+{{- end }}
+
+{{/* Cluster-scoped reads in every mode (Nodes). */}}
+{{- define "facegrid.operator.clusterRules" -}}
+{{ include "facegrid.operator.rbacRules" (dict "root" . "name" "facegrid-operator" "nodes" true) }}
+{{- end }}
+
+{{/* The signing key Secret and public-key ConfigMap, under this release's names. */}}
+{{- define "facegrid.operator.keysRules" -}}
+{{ include "facegrid.operator.rbacRules" (dict "root" . "name" "facegrid-operator-signing" "names" (dict "facegrid-signing-key" (include "facegrid.signing.secretName" .) "facegrid-signing-pub" (include "facegrid.signing.publicConfigMap" .))) }}
 {{- end }}

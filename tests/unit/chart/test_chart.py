@@ -4,6 +4,8 @@ files, restricted pod security, names/labels, settings env names, the CRD."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -287,12 +289,14 @@ def test_dashboards_become_sidecar_configmaps(render):
         assert json.loads(cm["data"][f.name]) == json.loads(f.read_text())
 
 
-def test_crd_copy_is_identical_to_source():
-    src = REPO / "crds" / "cameranodes.facegrid.io.yaml"
-    copy = CHART / "files" / "crds" / "cameranodes.facegrid.io.yaml"
-    assert copy.read_bytes() == src.read_bytes(), (
-        "charts/facegrid/files/crds/ differs from crds/: "
-        "cp crds/cameranodes.facegrid.io.yaml charts/facegrid/files/crds/")
+def test_chart_copies_equal_their_sources():
+    """The CRD and the operator's RBAC are edited in one place each (crds/,
+    operator/deploy/rbac.yaml); the chart holds copies made by scripts/sync-chart."""
+    p = subprocess.run([sys.executable, str(REPO / "scripts" / "sync-chart"), "--check"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert (CHART / "files" / "operator-rbac.yaml").read_bytes() == \
+        (REPO / "operator" / "deploy" / "rbac.yaml").read_bytes()
     # Nothing under the chart's crds/: Helm would install it and never upgrade it.
     assert not (CHART / "crds").exists()
 
@@ -375,7 +379,8 @@ def permissions(docs: list[dict]) -> set[tuple]:
 
 def test_operator_rbac_equals_operator_deploy_rbac(helm):
     """The chart grants the operator exactly the rules of operator/deploy/rbac.yaml
-    (the operator's own least-privilege list), no more, no less."""
+    (the operator's own least-privilege list, which the chart's templates read from
+    their copy files/operator-rbac.yaml), no more, no less."""
     docs = helm.template(release="facegrid", namespace="facegrid")
     chart = permissions([d for d in docs if "operator" in d["metadata"]["name"]])
     ref = permissions([d for d in yaml.safe_load_all(
