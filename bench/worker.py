@@ -49,10 +49,12 @@ import numpy as np
 import redis
 from facegrid_services.store import db, repo
 from facegrid_services.store.models import Embedding, Person, Sighting
-from facegrid_services.worker.synthetic import EventFactory, near, unit_vectors
 from sqlalchemy import func, select
 
 from facegrid import keys, tokens, wire
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from fixtures.synthetic import EventFactory, near, unit_vectors
 
 MODEL = "facenet-casia-webface"
 

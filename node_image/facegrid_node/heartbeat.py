@@ -35,8 +35,7 @@ class HeartbeatClient:
                  token: Callable[[], str], status: Callable[[], dict],
                  drift: DriftEstimator, lamport: LamportClock, *,
                  interval_s: float = 5.0, timeout_s: float = 5.0,
-                 on_result: Callable[[str], None] | None = None,
-                 on_success: Callable[[], None] | None = None) -> None:
+                 on_result: Callable[[str], None] | None = None) -> None:
         self.registration = registration
         self._token = token
         self._status = status
@@ -45,7 +44,6 @@ class HeartbeatClient:
         self.interval_s = interval_s
         self._http = httpx.Client(base_url=server_url.rstrip("/"), timeout=timeout_s)
         self._on_result = on_result or (lambda reason: None)
-        self._on_success = on_success or (lambda: None)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.registered_token: str | None = None
@@ -120,7 +118,6 @@ class HeartbeatClient:
         self.server_ok = True
         self.last_success = time.monotonic()
         self._on_result("ok")
-        self._on_success()
         return True
 
     def _unreachable(self, e: Exception) -> None:

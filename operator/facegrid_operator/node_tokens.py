@@ -56,7 +56,3 @@ def issue(key: Ed25519PrivateKey, cam: CameraSpec, *, audience: str = tokens.DEF
     token = tokens.issue_token(key, cam.name, ttl_seconds=cam.ttl_s, audience=audience, now=now)
     return token, tokens.unverified_claims(token)
 
-
-def next_rotation_in(claims: dict, cam: CameraSpec, now: float | None = None) -> float:
-    now = time.time() if now is None else now
-    return max(0.0, claims["iat"] + cam.rotate_after_s - now)

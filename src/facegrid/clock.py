@@ -137,10 +137,6 @@ class DriftEstimator:
     def has_estimate(self) -> bool:
         return self._offset_ms is not None
 
-    @property
-    def sample_count(self) -> int:
-        return len(self._samples)
-
     def add(self, t_send: float, t_server: float, t_receive: float) -> float:
         """Record one heartbeat exchange; returns the new offset in ms."""
         if t_receive < t_send:

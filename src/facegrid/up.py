@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -37,6 +37,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_port(port: int, what: str, *, timeout: float = 30.0,
+              check: Callable[[], None] | None = None) -> None:
+    """Wait until something listens on 127.0.0.1:``port``; ``check`` raises if the
+    process that should listen died.  RuntimeError naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check is not None:
+            check()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.3):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start listening on port {port} within {timeout:g} s")
 
 
 def find_redis_server() -> str | None:
@@ -166,15 +182,7 @@ class Stack:
         self.wait_tcp(port, "redis")
 
     def wait_tcp(self, port: int, name: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_children()
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.3):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{name} did not start listening on port {port}")
+        wait_port(port, name, timeout=timeout, check=self.check_children)
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout

@@ -18,8 +18,8 @@ import time
 import jwt
 import numpy as np
 import pytest
-from facegrid_services.worker.synthetic import EventFactory, unit_vectors
 from fixtures.stack import running_stack, scrape
+from fixtures.synthetic import EventFactory, unit_vectors
 
 from facegrid import keys, tokens
 from facegrid.contract import API_PREFIX

@@ -29,7 +29,7 @@ from . import metrics
 from .audit import AuditMiddleware
 from .deps import ServerContext
 from .heartbeats import HeartbeatBuffer
-from .revocation import RevocationList
+from .revocation import RevocationRegistry
 from .routers import (
     alerts,
     api_tokens,
@@ -45,7 +45,7 @@ from .routers import (
     stream,
     tokens,
 )
-from .routes import route_template
+from .routes import StatusRecorder, route_template
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -72,23 +72,16 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status_code = 500
-
-        async def _send(message) -> None:
-            nonlocal status_code
-            if message["type"] == "http.response.start":
-                status_code = message["status"]
-            await send(message)
-
+        sent = StatusRecorder(send)
         try:
-            await self.app(scope, receive, _send)
+            await self.app(scope, receive, sent)
         finally:
             template = route_template(scope)
             if template.startswith("/dashboard"):
                 template = "/dashboard"
             metrics.LATENCY.labels(template).observe(time.perf_counter() - start)
             metrics.REQUESTS.labels(scope["method"], template,
-                                    f"{status_code // 100}xx").inc()
+                                    f"{sent.status // 100}xx").inc()
 
 
 def _error(code: int, detail: str) -> JSONResponse:
@@ -137,7 +130,7 @@ def create_app(
     heartbeat_flush_s: float = 1.0,
 ) -> FastAPI:
     """Build the API server app.  Nothing connects until the lifespan starts."""
-    revocations = RevocationList(sessions, redis_client)
+    revocations = RevocationRegistry(sessions, redis_client)
     heartbeats = HeartbeatBuffer(sessions, redis_client, interval=heartbeat_flush_s)
     ctx = ServerContext(settings=settings, sessions=sessions, redis=redis_client,
                         verifier=verifier, revocations=revocations, heartbeats=heartbeats,

@@ -13,7 +13,7 @@ import asyncio
 import logging
 
 from . import api_tokens, metrics
-from .routes import route_template
+from .routes import StatusRecorder, route_template
 
 log = logging.getLogger(__name__)
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -28,22 +28,15 @@ class AuditMiddleware:
         if scope["type"] != "http" or scope["method"] not in WRITES:
             await self.app(scope, receive, send)
             return
-        status_code = 500
-
-        async def _send(message) -> None:
-            nonlocal status_code
-            if message["type"] == "http.response.start":
-                status_code = message["status"]
-            await send(message)
-
+        sent = StatusRecorder(send)
         try:
-            await self.app(scope, receive, _send)
+            await self.app(scope, receive, sent)
         finally:
             principal = scope.get("state", {}).get("principal")
             if principal is not None:
                 route = route_template(scope)
                 await asyncio.to_thread(self._record, principal, scope["method"], route,
-                                        scope.get("path", ""), status_code)
+                                        scope.get("path", ""), sent.status)
 
     def _record(self, principal, method: str, route: str, path: str, status: int) -> None:
         try:

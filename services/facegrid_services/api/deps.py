@@ -19,7 +19,7 @@ from facegrid.types import NODE_ID_PATTERN
 from . import api_tokens, metrics
 from .api_tokens import Principal
 from .heartbeats import HeartbeatBuffer
-from .revocation import RevocationList
+from .revocation import RevocationRegistry
 from .roles import Role
 from .settings import ServerSettings
 
@@ -34,7 +34,7 @@ class ServerContext:
     sessions: sessionmaker[Session]
     redis: redis.Redis
     verifier: TokenVerifier
-    revocations: RevocationList
+    revocations: RevocationRegistry
     heartbeats: HeartbeatBuffer
     admin_token: str
     clock: Callable[[], float] = field(default=None)  # type: ignore[assignment]

@@ -30,7 +30,10 @@ from . import metrics
 log = logging.getLogger(__name__)
 
 
-class RevocationList:
+class RevocationRegistry:
+    """The server's revocations: records them (database, then Redis) and answers
+    membership from memory; the worker's read-only mirror is ``worker.revocation.RevokedCache``."""
+
     def __init__(self, session_factory: sessionmaker[Session], redis_client: redis.Redis) -> None:
         self._sessions = session_factory
         self._redis = redis_client
@@ -40,9 +43,6 @@ class RevocationList:
         self._thread: threading.Thread | None = None
 
     def __contains__(self, jti: str) -> bool:
-        return jti in self._jtis
-
-    def is_revoked(self, jti: str) -> bool:
         return jti in self._jtis
 
     def _add(self, jtis) -> None:

@@ -1,4 +1,4 @@
-"""The route template of a request: the bounded label of metrics and the audit log."""
+"""What the metrics and audit middlewares read of a request: route template and status."""
 
 from __future__ import annotations
 
@@ -17,3 +17,16 @@ def route_template(scope) -> str:
     if scope.get("path", "").startswith(f"{API_PREFIX}/") and not template.startswith(API_PREFIX):
         return API_PREFIX + template
     return template
+
+
+class StatusRecorder:
+    """An ASGI ``send`` that remembers the response status (500 until one is sent)."""
+
+    def __init__(self, send) -> None:
+        self._send = send
+        self.status = 500
+
+    async def __call__(self, message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self._send(message)

@@ -21,7 +21,9 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
+class QueryPage(Generic[T]):
+    """One page of rows from the store (the API turns it into its ``schemas.Page``)."""
+
     items: Sequence[T]
     total: int
     limit: int
@@ -32,7 +34,7 @@ def _page(session: Session, stmt: Select, limit: int, offset: int, *, scalars: b
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
     result = session.execute(stmt.limit(limit).offset(offset))
     items = result.scalars().all() if scalars else result.all()
-    return Page(items=items, total=int(total or 0), limit=limit, offset=offset)
+    return QueryPage(items=items, total=int(total or 0), limit=limit, offset=offset)
 
 
 # --- nodes ----------------------------------------------------------------------
@@ -62,7 +64,7 @@ def embedding_counts(session: Session, person_ids: Sequence[int]) -> dict[int, d
 
 
 def list_people(session: Session, *, name: str | None = None, search: str | None = None,
-                limit: int = 100, offset: int = 0) -> Page[Person]:
+                limit: int = 100, offset: int = 0) -> QueryPage[Person]:
     stmt = select(Person).order_by(Person.name, Person.id)
     if name is not None:
         stmt = stmt.where(Person.name == name)
@@ -93,7 +95,7 @@ def list_sightings(session: Session, *, start: datetime | None = None,
                    end: datetime | None = None, node_id: str | None = None,
                    person_id: int | None = None, recognised: bool | None = None,
                    after_id: int | None = None, limit: int = 100,
-                   offset: int = 0) -> Page[tuple[Sighting, str | None]]:
+                   offset: int = 0) -> QueryPage[tuple[Sighting, str | None]]:
     """Sightings newest first (by corrected_utc), each with the person's name or None."""
     stmt = (select(Sighting, Person.name).outerjoin(Person, Sighting.person_id == Person.id)
             .order_by(Sighting.corrected_utc.desc(), Sighting.id.desc()))
@@ -118,7 +120,7 @@ def list_presences(session: Session, *, start: datetime | None = None,
                    end: datetime | None = None, node_id: str | None = None,
                    person_id: int | None = None, status: str | None = None,
                    stranger_id: int | None = None, limit: int = 100,
-                   offset: int = 0) -> Page[tuple[Presence, str | None]]:
+                   offset: int = 0) -> QueryPage[tuple[Presence, str | None]]:
     """Presences overlapping [start, end), newest first (by last_seen), with the name."""
     stmt = (select(Presence, Person.name).outerjoin(Person, Presence.person_id == Person.id)
             .order_by(Presence.last_seen.desc(), Presence.id.desc()))
@@ -137,7 +139,7 @@ def list_presences(session: Session, *, start: datetime | None = None,
     return _page(session, stmt, limit, offset, scalars=False)
 
 
-def list_strangers(session: Session, *, limit: int = 100, offset: int = 0) -> Page[Stranger]:
+def list_strangers(session: Session, *, limit: int = 100, offset: int = 0) -> QueryPage[Stranger]:
     stmt = select(Stranger).order_by(Stranger.last_seen.desc(), Stranger.id.desc())
     return _page(session, stmt, limit, offset)
 
@@ -157,7 +159,7 @@ def stranger_presences_since(session: Session, ids: Sequence[int],
 
 def list_attendance(session: Session, *, start: date | None = None, end: date | None = None,
                     person_id: int | None = None, limit: int = 1000,
-                    offset: int = 0) -> Page[tuple[Attendance, str]]:
+                    offset: int = 0) -> QueryPage[tuple[Attendance, str]]:
     """Attendance rows (site-local days, ``start`` ≤ day ≤ ``end``) with the person's name."""
     stmt = (select(Attendance, Person.name).join(Person, Attendance.person_id == Person.id)
             .order_by(Attendance.day, Person.name, Attendance.id))
@@ -173,7 +175,7 @@ def list_attendance(session: Session, *, start: date | None = None, end: date | 
 # --- alerts -------------------------------------------------------------------------
 
 def list_alerts(session: Session, *, acknowledged: bool | None = None, kind: str | None = None,
-                limit: int = 100, offset: int = 0) -> Page[Alert]:
+                limit: int = 100, offset: int = 0) -> QueryPage[Alert]:
     stmt = select(Alert).order_by(Alert.created_at.desc(), Alert.id.desc())
     if acknowledged is True:
         stmt = stmt.where(Alert.acknowledged_at.is_not(None))

@@ -57,7 +57,7 @@ from .commit import TRANSIENT, Store, StoreOutcome, acknowledge, dead_letter_fie
 from .duties import StreamDuties
 from .gallery import Gallery
 from .plan import BatchPlan, Entry, Planner, stream_id_seconds
-from .revocation import RevokedSet
+from .revocation import RevokedCache
 from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class Worker:
             socket_connect_timeout=5, health_check_interval=30)
         self.engine = engine or db.make_engine(settings.database_url)
         self.sessions = db.session_factory(self.engine)
-        self.revoked = RevokedSet()
+        self.revoked = RevokedCache()
         self.verifier = verifier or TokenVerifier.from_pem(
             settings.public_key_file, audience=settings.token_audience,
             leeway=settings.token_leeway_s, is_revoked=self.revoked.__contains__,

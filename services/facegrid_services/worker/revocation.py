@@ -15,7 +15,10 @@ from collections.abc import Iterable
 from . import metrics
 
 
-class RevokedSet:
+class RevokedCache:
+    """The worker's read-only mirror of the revocations (the server's
+    ``api.revocation.RevocationRegistry`` records them)."""
+
     def __init__(self) -> None:
         self._jtis: frozenset[str] = frozenset()
         #: node id -> every token of that node issued before this epoch second is revoked.

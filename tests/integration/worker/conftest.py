@@ -14,7 +14,7 @@ from facegrid_services.store import db, repo
 from facegrid_services.store.models import Embedding, Person, Sighting
 from facegrid_services.worker.consumer import Worker
 from facegrid_services.worker.settings import WorkerSettings
-from facegrid_services.worker.synthetic import EventFactory
+from fixtures.synthetic import EventFactory
 
 from facegrid import keys, tokens
 

@@ -18,7 +18,7 @@ import pytest
 from facegrid_services.store.models import Attendance, Sighting
 from facegrid_services.worker import metrics
 from facegrid_services.worker.consumer import Worker
-from facegrid_services.worker.synthetic import EventFactory, near, unit_vectors
+from fixtures.synthetic import EventFactory, near, unit_vectors
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 

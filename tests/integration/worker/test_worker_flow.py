@@ -16,7 +16,7 @@ import pytest
 from facegrid_services.store.models import Alert, Attendance, Presence, RevokedToken, Sighting
 from facegrid_services.worker.consumer import GalleryModelError, Worker
 from facegrid_services.worker.plan import Entry
-from facegrid_services.worker.synthetic import EventFactory, near, unit_vectors
+from fixtures.synthetic import EventFactory, near, unit_vectors
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 

@@ -9,7 +9,7 @@ import pytest
 from facegrid_services.store import db
 from facegrid_services.store.models import Alert, Presence, Sighting, Stranger
 from facegrid_services.worker.consumer import Worker
-from facegrid_services.worker.synthetic import EventFactory, near, unit_vectors
+from fixtures.synthetic import EventFactory, near, unit_vectors
 from sqlalchemy import select, text
 
 from facegrid import keys, tokens, wire

@@ -17,7 +17,7 @@ import pytest
 import redis
 from facegrid_services.store.models import Attendance, Sighting
 from facegrid_services.worker.consumer import Worker
-from facegrid_services.worker.synthetic import EventFactory, near, unit_vectors
+from fixtures.synthetic import EventFactory, near, unit_vectors
 from sqlalchemy import func, select
 
 from facegrid import keys, tokens, wire

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from facegrid_services.worker.calibration import calibrate, quantile_interval
 from facegrid_services.worker.gallery import Gallery
-from facegrid_services.worker.synthetic import near, unit_vectors
+from fixtures.synthetic import near, unit_vectors
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from facegrid_services.worker.checks import MODEL_MISMATCH, EntryChecker, Rejected
 from facegrid_services.worker.consumer import dead_letter_fields
-from facegrid_services.worker.synthetic import EventFactory, unit_vectors
+from fixtures.synthetic import EventFactory, unit_vectors
 
 from facegrid import tokens
 

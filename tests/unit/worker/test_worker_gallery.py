@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from facegrid_services.worker.gallery import THRESHOLD_GRID, Gallery, threshold_counts
-from facegrid_services.worker.synthetic import near, unit_vectors
+from fixtures.synthetic import near, unit_vectors
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from facegrid_services.store import queries
 from facegrid_services.store.models import Person
 
-from .. import gallery
+from .. import people_admin
 from ..deps import Admin, Ctx, DbSession, Operator, Viewer
 from ..schemas import (
     EmbeddingIn,
@@ -34,7 +34,8 @@ def _get(session, person_id: int) -> Person:
 
 
 def _out(session, person: Person) -> PersonOut:
-    return gallery.person_out(person, queries.embedding_counts(session, [person.id])[person.id])
+    counts = queries.embedding_counts(session, [person.id])
+    return people_admin.person_out(person, counts[person.id])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=PersonOut,
@@ -42,8 +43,8 @@ def _out(session, person: Person) -> PersonOut:
              responses={409: {"description": "name or external_id already taken"}})
 def create_person(body: PersonCreate, session: DbSession) -> PersonOut:
     try:
-        person = gallery.create_person(session, body)
-    except gallery.Conflict as e:
+        person = people_admin.create_person(session, body)
+    except people_admin.Conflict as e:
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
     return _out(session, person)
 
@@ -56,7 +57,7 @@ def list_people(
 ) -> Page[PersonOut]:
     page = queries.list_people(session, name=name, search=q, limit=limit, offset=offset)
     counts = queries.embedding_counts(session, [p.id for p in page.items])
-    return Page[PersonOut](items=[gallery.person_out(p, counts[p.id]) for p in page.items],
+    return Page[PersonOut](items=[people_admin.person_out(p, counts[p.id]) for p in page.items],
                            total=page.total, limit=limit, offset=offset)
 
 
@@ -71,10 +72,10 @@ def update_person(person_id: PersonId, body: PersonUpdate, session: DbSession,
                   ctx: Ctx) -> PersonOut:
     person = _get(session, person_id)
     try:
-        gallery.update_person(session, person, body)
-    except gallery.Conflict as e:
+        people_admin.update_person(session, person, body)
+    except people_admin.Conflict as e:
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
-    gallery.announce(ctx.redis, "updated", person.id)
+    people_admin.announce(ctx.redis, "updated", person.id)
     return _out(session, person)
 
 
@@ -82,9 +83,9 @@ def update_person(person_id: PersonId, body: PersonUpdate, session: DbSession,
                summary="Erase a person completely: embeddings, sightings, attendance")
 def erase_person(person_id: PersonId, session: DbSession, ctx: Ctx) -> ErasedOut:
     person = _get(session, person_id)
-    counts = gallery.erase_person(session, person)
-    notified = gallery.announce(ctx.redis, "erased", person_id)
-    return gallery.erased_out(person_id, counts, notified)
+    counts = people_admin.erase_person(session, person)
+    notified = people_admin.announce(ctx.redis, "erased", person_id)
+    return people_admin.erased_out(person_id, counts, notified)
 
 
 @router.get("/{person_id}/embeddings", response_model=list[EmbeddingOut],
@@ -108,12 +109,12 @@ def add_embedding(person_id: PersonId, body: EmbeddingIn, session: DbSession, ct
                   response: Response) -> EmbeddingOut:
     person = _get(session, person_id)
     try:
-        row, created = gallery.add_embedding(session, person, body)
-    except gallery.InvalidEmbedding as e:
+        row, created = people_admin.add_embedding(session, person, body)
+    except people_admin.InvalidEmbedding as e:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"invalid embedding: {e}") from None
     if created:
-        gallery.announce(ctx.redis, "enrolled", person.id)
+        people_admin.announce(ctx.redis, "enrolled", person.id)
     else:
         response.status_code = status.HTTP_200_OK
     return EmbeddingOut(id=row.id, person_id=row.person_id, model=row.model,
@@ -126,8 +127,8 @@ def delete_embedding(person_id: PersonId,
                      embedding_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
                      session: DbSession, ctx: Ctx) -> Response:
     person = _get(session, person_id)
-    if not gallery.delete_embedding(session, person, embedding_id):
+    if not people_admin.delete_embedding(session, person, embedding_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             f"person {person_id} has no embedding {embedding_id}")
-    gallery.announce(ctx.redis, "embedding_deleted", person_id)
+    people_admin.announce(ctx.redis, "embedding_deleted", person_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,4 +1,5 @@
-"""The gallery: people, their enrolled embeddings, complete erasure, and telling workers.
+"""People administration: people, their enrolled embeddings, complete erasure, and
+telling the workers (whose matcher, worker/gallery.py, reloads the gallery).
 
 Every change is announced on ``keys.GALLERY_CHANNEL`` after it is committed, so
 every worker drops its cached copy within seconds (erasure is a GDPR duty).
