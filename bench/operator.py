@@ -5,9 +5,9 @@
 Uses the control plane of scripts/k8s-test-cluster (a running one when
 FACEGRID_K8S_DIR is set, else it starts one and stops it afterwards); kwok
 plays the kubelets, so "Running" is the Pod phase kwok sets once the real
-scheduler has bound the pod.  The operator runs in this process (kopf's
-KopfRunner) with the cluster admin's credentials and no API server, so the
-Heartbeating condition stays Unknown.  Prints, for one CameraNode applied at a
+scheduler has bound the pod.  The operator runs in this process (its own run
+function, in a thread) with the cluster admin's credentials and no API server,
+so the Heartbeating condition stays Unknown.  Prints, for one CameraNode applied at a
 time (target < 3 s) and for M applied at once: seconds from `kubectl apply`
 to the Pod Running and to the CameraNode status phase Running.
 """
@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -80,11 +81,9 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=50, help="CameraNodes applied at once")
     args = ap.parse_args()
 
-    from facegrid_operator.context import OperatorContext
     from facegrid_operator.kube import ClusterAccess, Kube
-    from facegrid_operator.operator import build_registry, kopf_settings
+    from facegrid_operator.operator import run
     from facegrid_operator.settings import OperatorSettings
-    from kopf.testing import KopfRunner
 
     reuse = os.environ.get("FACEGRID_K8S_DIR")
     rundir = Path(reuse) if reuse else Path(tempfile.mkdtemp(prefix="fg-bench-")) / "run"
@@ -108,13 +107,14 @@ def main() -> int:
                                     metrics_port=0, node_image="registry.invalid/node:bench",
                                     status_interval_s=30, rotation_check_s=60,
                                     revoke_retries=0)
-        ctx = OperatorContext(settings)
         kube = Kube(ClusterAccess.from_kubeconfig(kubeconfig))
-        with KopfRunner(["run", "--standalone", "--quiet", f"--namespace={ns}"],
-                        registry=build_registry(ctx), settings=kopf_settings(settings),
-                        timeout=60):
-            while ctx.key is None:
-                time.sleep(0.05)
+        stop, ready = threading.Event(), threading.Event()
+        op = threading.Thread(target=run, args=(settings,),
+                              kwargs={"stop_flag": stop, "ready_flag": ready}, daemon=True)
+        op.start()
+        try:
+            if not ready.wait(60):
+                raise SystemExit("the operator did not start within 60 s")
             time.sleep(1)
             pods, phases = [], []
             for i in range(args.single):
@@ -135,6 +135,9 @@ def main() -> int:
             # delete while the operator runs, so its finalizers are released
             sh(kubectl, "delete", "cameranodes", "--all", "-n", ns, "--timeout=300s", env=env)
             sh(kubectl, "delete", "namespace", ns, "--wait=false", env=env)
+        finally:
+            stop.set()
+            op.join(30)
         print(f"one CameraNode at a time ({args.single} runs): apply -> Pod Running "
               f"median {statistics.median(pods):.2f} s, max {max(pods):.2f} s; "
               f"-> status Running median {statistics.median(phases):.2f} s, "

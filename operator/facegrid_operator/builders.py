@@ -1,6 +1,6 @@
 """Pure builders: the Kubernetes objects the operator owns, as plain dicts.
 
-No I/O here; handlers add owner references (``kopf.adopt``) and send them.
+No I/O here; :mod:`facegrid_operator.reconcile` sends them.
 """
 
 from __future__ import annotations
@@ -55,6 +55,16 @@ def iso(ts: float) -> str:
 
 def _b64(data: bytes | str) -> str:
     return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+def owned_by(obj: dict, owner: dict) -> dict:
+    """``obj`` with ``owner`` (a CameraNode) as its controlling owner: the garbage collector
+    removes it when the CameraNode goes, and a foreground delete waits for it."""
+    md = owner["metadata"]
+    ref = {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": md["name"],
+           "uid": md["uid"], "controller": True, "blockOwnerDeletion": True}
+    obj["metadata"]["ownerReferences"] = [ref]
+    return obj
 
 
 # -- token -------------------------------------------------------------------

@@ -125,13 +125,15 @@ def test_spec_hash_follows_the_pod_template():
     assert a["metadata"]["annotations"][h] != c["metadata"]["annotations"][h]
 
 
-def test_adopt_sets_the_owner_reference():
+def test_owned_by_sets_the_same_owner_reference_as_kopf_adopt():
     owner = {"apiVersion": "facegrid.io/v1alpha1", "kind": "CameraNode",
              "metadata": {"name": "lobby", "namespace": "facegrid", "uid": "u-1", "labels": {}}}
-    dep = builders.node_deployment(cam(), "facegrid", SETTINGS)
-    kopf.adopt(dep, owner=owner)
+    dep = builders.owned_by(builders.node_deployment(cam(), "facegrid", SETTINGS), owner)
     (ref,) = dep["metadata"]["ownerReferences"]
     assert ref["uid"] == "u-1" and ref["kind"] == "CameraNode" and ref["controller"] is True
+    adopted = builders.node_deployment(cam(), "facegrid", SETTINGS)
+    kopf.adopt(adopted, owner=owner)
+    assert adopted["metadata"]["ownerReferences"] == [ref]
 
 
 def test_token_secret_and_rotation_bookkeeping():
