@@ -115,7 +115,9 @@ def test_dashboard_live_view_alerts_and_report(live_server, tmp_path):
         browser.wait_for("document.querySelector('#alerts-list li.acked')")
         with sessions() as s:
             alert = s.query(Alert).one()
-            assert alert.acknowledged_by == "dashboard" and alert.acknowledged_at is not None
+            # the dashboard sends no name: the server records the signed-in token's
+            assert alert.acknowledged_by == "bootstrap-admin"
+            assert alert.acknowledged_at is not None
 
         # Report: the same instants in two zones chosen in the selector.
         def report(tz):
@@ -146,6 +148,24 @@ def test_dashboard_live_view_alerts_and_report(live_server, tmp_path):
         if os.environ.get("FACEGRID_UPDATE_SCREENSHOT") == "1":
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(shot, target)
+    finally:
+        browser.close()
+        engine.dispose()
+
+
+def test_dashboard_shows_the_role_and_hides_what_it_cannot_do(live_server, tmp_path):
+    _sessions, engine, _ada, _grace = seed(live_server)
+    r = httpx.post(f"{live_server.url}/api/v1/api-tokens", headers=live_server.admin,
+                   json={"name": "hr", "role": "viewer"})
+    assert r.status_code == 201, r.text
+    browser = Browser(tmp_path / "profile")
+    try:
+        login(browser, live_server, r.json()["token"])
+        browser.wait_for("!document.getElementById('app').hidden")
+        assert browser.eval("document.getElementById('role').textContent") == "hr · viewer"
+        browser.wait_for("document.querySelectorAll('#alerts-list li').length === 1")
+        browser.wait_for("document.querySelectorAll('#fleet-body tr').length === 2")
+        assert browser.eval("document.querySelectorAll('#alerts-list button.ack').length") == 0
     finally:
         browser.close()
         engine.dispose()

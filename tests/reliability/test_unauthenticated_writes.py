@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
 WRITE_METHODS = {"post", "put", "patch", "delete"}
 SAMPLES = {"person_id": "1", "node_id": "cam-1", "entry_id": "1-0", "alert_id": "1",
-           "embedding_id": "1"}
+           "embedding_id": "1", "token_id": "1", "subscription_id": "1", "delivery_id": "1"}
 # Well-formed bodies: the attacker knows the schema, only the credential is wrong.
 REGISTER = {"node_id": "cam-1", "timezone": "UTC", "model": "facenet-casia-webface",
             "version": "1"}
@@ -53,6 +53,7 @@ def test_every_write_route_refuses_unauthenticated_requests(live_server, record_
     other_key = tokens.generate_private_key()
     admin_creds = [None, "Bearer", "Bearer wrong-admin-token-0123456789",
                    "Basic YWRtaW46YWRtaW4=", live_server.admin_token,  # no "Bearer "
+                   "Bearer fgk_abcdefgh_" + "A" * 43,  # a named token that does not exist
                    f"Bearer {tokens.issue_token(live_server.key, 'cam-1')}"]
     node_creds = [None, "Bearer not-a-jwt", f"Bearer {live_server.admin_token}",
                   f"Bearer {tokens.issue_token(other_key, 'cam-1')}",

@@ -25,10 +25,21 @@ from facegrid.tokens import TokenVerifier
 from facegrid_services.retention import retention_loop
 
 from . import metrics
+from .audit import AuditMiddleware
 from .deps import ServerContext
 from .heartbeats import HeartbeatBuffer
 from .revocation import RevocationList
-from .routers import alerts, attendance, health, nodes, people, sightings, stream, tokens
+from .routers import (
+    alerts,
+    api_tokens,
+    attendance,
+    health,
+    nodes,
+    people,
+    sightings,
+    stream,
+    tokens,
+)
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -37,7 +48,8 @@ STATIC = Path(__file__).resolve().parent / "static"
 DESCRIPTION = """\
 REST API v1 of facegrid: camera fleet, people and enrollment (embeddings only,
 never pictures), sightings, attendance, alerts, the event stream's backlog and
-dead letters, token revocation.  Management routes need the admin token and
+dead letters, token revocation, named API tokens and the audit log.  Management
+routes need an API token whose role (viewer < operator < admin) the route allows,
 node routes the node's JWT, both as `Authorization: Bearer ...`.  Every time is
 UTC (ISO-8601); the dashboard at `/dashboard/` shows them in the viewer's zone.
 """
@@ -156,9 +168,11 @@ def create_app(
     app = FastAPI(title="facegrid", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.ctx = ctx
+    app.add_middleware(AuditMiddleware, sessions=sessions)
     app.add_middleware(MetricsMiddleware)
     _install_error_handlers(app)
-    for module in (health, nodes, people, sightings, attendance, alerts, stream, tokens):
+    for module in (health, nodes, people, sightings, attendance, alerts, stream, tokens,
+                   api_tokens):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

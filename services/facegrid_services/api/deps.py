@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the server context, database sessions, admin and node authentication."""
+"""FastAPI dependencies: server context, database sessions, API roles, node authentication."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from facegrid.tokens import Claims, TokenError, TokenReason, TokenVerifier
 
-from . import metrics
+from . import api_tokens, metrics
+from .api_tokens import Principal
 from .heartbeats import HeartbeatBuffer
 from .revocation import RevocationList
+from .roles import Role
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -51,31 +53,66 @@ def get_session(ctx: Ctx) -> Iterator[Session]:
 
 DbSession = Annotated[Session, Depends(get_session)]
 
-admin_scheme = HTTPBearer(auto_error=False, scheme_name="AdminToken",
-                          description="The admin token (FACEGRID_ADMIN_TOKEN)")
+api_scheme = HTTPBearer(auto_error=False, scheme_name="ApiToken",
+                        description="A named API token (fgk_…) or the bootstrap admin "
+                                    "token (FACEGRID_ADMIN_TOKEN); the route's role applies")
 node_scheme = HTTPBearer(auto_error=False, scheme_name="NodeToken",
                          description="The node's JWT (EdDSA), issued by the operator")
 
 _UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 
-async def require_admin(
+def resolve_principal(
     ctx: Ctx,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_scheme)],
-) -> None:
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(api_scheme)],
+) -> Principal:
+    """Who is asking: the bootstrap admin token or a named API token (401 if neither).
+
+    The principal is kept on ``request.state`` so the audit middleware can record
+    every write with the token that made it.
+    """
     if credentials is None or not credentials.credentials:
         metrics.ADMIN_REFUSED.labels("missing").inc()
         raise HTTPException(status.HTTP_401_UNAUTHORIZED,
-                            "admin token required: Authorization: Bearer <token>",
+                            "API token required: Authorization: Bearer <token>",
                             headers=_UNAUTHORIZED)
-    given = credentials.credentials.encode("utf-8", "surrogatepass")
-    if not hmac.compare_digest(given, ctx.admin_token.encode()):
-        metrics.ADMIN_REFUSED.labels("invalid").inc()
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "admin token is not valid",
-                            headers=_UNAUTHORIZED)
+    given = credentials.credentials
+    if hmac.compare_digest(given.encode("utf-8", "surrogatepass"), ctx.admin_token.encode()):
+        principal = api_tokens.bootstrap_principal()
+    else:
+        try:
+            with ctx.sessions() as session:
+                principal = api_tokens.authenticate(session, given)
+        except api_tokens.Refused as e:
+            metrics.ADMIN_REFUSED.labels(e.reason).inc()
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, e.detail,
+                                headers=_UNAUTHORIZED) from None
+    request.state.principal = principal
+    return principal
 
 
-Admin = Depends(require_admin)
+CurrentPrincipal = Annotated[Principal, Depends(resolve_principal)]
+
+
+def require_role(needed: Role) -> Callable[[Principal], Principal]:
+    """A dependency that lets only ``needed`` or a higher role through (403 otherwise)."""
+
+    def _check(principal: CurrentPrincipal) -> Principal:
+        if not principal.role.allows(needed):
+            metrics.ROLE_FORBIDDEN.labels(principal.role.value).inc()
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                f"this needs the {needed.value} role; token "
+                                f"{principal.name!r} has the {principal.role.value} role")
+        return principal
+
+    _check.__name__ = f"require_{needed.value}"
+    return _check
+
+
+Viewer = Depends(require_role(Role.viewer))
+Operator = Depends(require_role(Role.operator))
+Admin = Depends(require_role(Role.admin))
 
 
 def verify_node_token(ctx: ServerContext, credentials: HTTPAuthorizationCredentials | None,

@@ -22,7 +22,7 @@ TOKENS_REFUSED = Counter(
 )
 ADMIN_REFUSED = Counter(
     "facegrid_server_admin_refused_total",
-    "Management requests refused, by reason (missing, invalid).",
+    "Management requests refused (401), by reason (missing, invalid, expired, revoked).",
     ["reason"],
 )
 HEARTBEATS = Counter(
@@ -47,3 +47,11 @@ RETENTION_DELETED = Counter(
     "facegrid_server_retention_deleted_total", "Sightings deleted by the retention job.")
 RETENTION_RUNS = Counter(
     "facegrid_server_retention_runs_total", "Retention job runs, by outcome.", ["outcome"])
+ROLE_FORBIDDEN = Counter(
+    "facegrid_server_role_forbidden_total",
+    "Requests refused with 403 because the token's role is too low, by the token's role.",
+    ["role"],
+)
+AUDIT_FAILURES = Counter(
+    "facegrid_server_audit_failures_total",
+    "Management writes whose audit entry could not be written.")

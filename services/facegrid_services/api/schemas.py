@@ -159,7 +159,8 @@ class AlertOut(BaseModel):
 
 class AcknowledgeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    by: Annotated[str, Field(max_length=200), AfterValidator(_printable)] = "admin"
+    #: Who acknowledges; the token's name when not given.
+    by: Annotated[str, Field(max_length=200), AfterValidator(_printable)] | None = None
 
 
 class ThresholdPoint(BaseModel):
@@ -215,3 +216,50 @@ class RevokeOut(BaseModel):
     expires_at: datetime | None
     reason: str
     created: bool
+
+
+class ApiTokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(min_length=1, max_length=100,
+                               pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,99}$")]
+    role: Literal["admin", "operator", "viewer"]
+    #: When the token stops working (UTC); none = never.
+    expires_at: datetime | None = None
+
+
+class ApiTokenOut(BaseModel):
+    id: int
+    name: str
+    role: str
+    prefix: str
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiTokenCreated(ApiTokenOut):
+    #: The token itself: shown this once, only its SHA-256 is stored.
+    token: str
+
+
+class WhoAmI(BaseModel):
+    name: str
+    role: str
+    token_id: int | None
+    expires_at: datetime | None
+    #: What this role may do on the dashboard (and the API).
+    can: list[str]
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    token_id: int | None
+    actor: str
+    role: str
+    method: str
+    route: str
+    path: str
+    status: int

@@ -9,7 +9,7 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 SAMPLES = {"person_id": "1", "node_id": "cam-1", "entry_id": "1-0", "alert_id": "1",
-           "embedding_id": "1"}
+           "embedding_id": "1", "token_id": "1", "subscription_id": "1", "delivery_id": "1"}
 
 
 def operations(api, scheme):
@@ -22,10 +22,11 @@ def operations(api, scheme):
 
 
 def test_admin_routes_refuse_missing_and_wrong_tokens(api):
-    ops = list(operations(api, "AdminToken"))
+    ops = list(operations(api, "ApiToken"))
     assert len(ops) >= 18, ops
     for method, url in ops:
         for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789abcdef"},
+                        {"Authorization": "Bearer fgk_abcdefgh_" + "A" * 43},
                         {"Authorization": "Basic YWRtaW46YWRtaW4="},
                         api.node_headers("cam-1")):
             r = api.client.request(method, url, headers=headers, json={})

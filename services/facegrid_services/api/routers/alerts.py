@@ -11,11 +11,11 @@ from facegrid_services.store import queries
 from facegrid_services.store.models import Alert
 
 from .. import thresholds
-from ..deps import Admin, Ctx, DbSession
+from ..deps import Ctx, CurrentPrincipal, DbSession, Operator, Viewer
 from ..schemas import AcknowledgeIn, AlertOut, Page, ThresholdPoint, ThresholdStats
 from .common import Limit, Offset
 
-router = APIRouter(prefix="/api/v1", tags=["alerts"], dependencies=[Admin])
+router = APIRouter(prefix="/api/v1", tags=["alerts"])
 
 
 def _out(a: Alert) -> AlertOut:
@@ -25,7 +25,7 @@ def _out(a: Alert) -> AlertOut:
                     acknowledged_at=a.acknowledged_at, acknowledged_by=a.acknowledged_by)
 
 
-@router.get("/alerts", response_model=Page[AlertOut])
+@router.get("/alerts", response_model=Page[AlertOut], dependencies=[Viewer])
 def list_alerts(
     session: DbSession,
     acknowledged: bool | None = None,
@@ -39,21 +39,22 @@ def list_alerts(
                           offset=offset)
 
 
-@router.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut,
+@router.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut, dependencies=[Operator],
              summary="Acknowledge an alert (idempotent: the first acknowledgement is kept)")
 def acknowledge(alert_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: DbSession,
+                principal: CurrentPrincipal,
                 body: Annotated[AcknowledgeIn | None, Body()] = None) -> AlertOut:
     alert = session.get(Alert, alert_id)
     if alert is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"alert {alert_id} does not exist")
     if alert.acknowledged_at is None:
         alert.acknowledged_at = datetime.now(UTC)
-        alert.acknowledged_by = (body or AcknowledgeIn()).by
+        alert.acknowledged_by = (body or AcknowledgeIn()).by or principal.name
         session.commit()
     return _out(alert)
 
 
-@router.get("/stats/thresholds", response_model=ThresholdStats,
+@router.get("/stats/thresholds", response_model=ThresholdStats, dependencies=[Operator],
             summary="Events each candidate threshold would accept, and a suggested threshold")
 def threshold_stats(ctx: Ctx) -> ThresholdStats:
     grid = thresholds.read_grid(ctx.redis)

@@ -10,12 +10,12 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from facegrid_services.store import queries
 
 from .. import report
-from ..deps import Admin, Ctx, DbSession
+from ..deps import Ctx, DbSession, Viewer
 from ..schemas import AttendanceReport
 from ..timezones import zone
 from .common import OptPersonId, check_range
 
-router = APIRouter(prefix="/api/v1/attendance", tags=["attendance"], dependencies=[Admin])
+router = APIRouter(prefix="/api/v1/attendance", tags=["attendance"], dependencies=[Viewer])
 
 _MIN_DAY, _MAX_DAY = date(1970, 1, 1), date(2200, 1, 1)
 

@@ -12,12 +12,12 @@ from facegrid_services.store import queries
 
 from .. import fleet, metrics
 from ..deps import (
-    Admin,
     Ctx,
     DbSession,
     NodeClaims,
     NodeCredentials,
     NodeIdPath,
+    Viewer,
     verify_node_token,
 )
 from ..schemas import NodeInfo
@@ -63,7 +63,7 @@ async def heartbeat(node_id: NodeIdPath, body: Heartbeat, claims: NodeClaims,
                                  ctx.settings.heartbeat_interval)
 
 
-@router.get("", response_model=list[NodeInfo], dependencies=[Admin],
+@router.get("", response_model=list[NodeInfo], dependencies=[Viewer],
             summary="The camera fleet: online/idle/offline, heartbeat age, drift, fps")
 def list_nodes(ctx: Ctx, session: DbSession) -> list[NodeInfo]:
     ctx.heartbeats.flush()
@@ -72,7 +72,7 @@ def list_nodes(ctx: Ctx, session: DbSession) -> list[NodeInfo]:
             for n in queries.list_nodes(session)]
 
 
-@router.get("/{node_id}", response_model=NodeStatus, dependencies=[Admin],
+@router.get("/{node_id}", response_model=NodeStatus, dependencies=[Viewer],
             summary="One node's status (the operator copies it into the CameraNode status)")
 def get_node(node_id: NodeIdPath, ctx: Ctx, session: DbSession) -> NodeInfo:
     ctx.heartbeats.flush()

@@ -10,7 +10,7 @@ from facegrid_services.store import queries
 from facegrid_services.store.models import Person
 
 from .. import gallery
-from ..deps import Admin, Ctx, DbSession
+from ..deps import Admin, Ctx, DbSession, Operator, Viewer
 from ..schemas import (
     EmbeddingIn,
     EmbeddingOut,
@@ -23,7 +23,7 @@ from ..schemas import (
 )
 from .common import Limit, Offset, PersonId
 
-router = APIRouter(prefix="/api/v1/people", tags=["people"], dependencies=[Admin])
+router = APIRouter(prefix="/api/v1/people", tags=["people"])
 
 
 def _get(session, person_id: int) -> Person:
@@ -38,6 +38,7 @@ def _out(session, person: Person) -> PersonOut:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=PersonOut,
+             dependencies=[Operator],
              responses={409: {"description": "name or external_id already taken"}})
 def create_person(body: PersonCreate, session: DbSession) -> PersonOut:
     try:
@@ -47,7 +48,7 @@ def create_person(body: PersonCreate, session: DbSession) -> PersonOut:
     return _out(session, person)
 
 
-@router.get("", response_model=Page[PersonOut])
+@router.get("", response_model=Page[PersonOut], dependencies=[Viewer])
 def list_people(
     session: DbSession, limit: Limit = 100, offset: Offset = 0,
     name: Annotated[str | None, Query(max_length=200, description="Exact name")] = None,
@@ -59,12 +60,12 @@ def list_people(
                            total=page.total, limit=limit, offset=offset)
 
 
-@router.get("/{person_id}", response_model=PersonOut)
+@router.get("/{person_id}", response_model=PersonOut, dependencies=[Viewer])
 def get_person(person_id: PersonId, session: DbSession) -> PersonOut:
     return _out(session, _get(session, person_id))
 
 
-@router.patch("/{person_id}", response_model=PersonOut,
+@router.patch("/{person_id}", response_model=PersonOut, dependencies=[Operator],
               responses={409: {"description": "name or external_id already taken"}})
 def update_person(person_id: PersonId, body: PersonUpdate, session: DbSession,
                   ctx: Ctx) -> PersonOut:
@@ -77,7 +78,7 @@ def update_person(person_id: PersonId, body: PersonUpdate, session: DbSession,
     return _out(session, person)
 
 
-@router.delete("/{person_id}", response_model=ErasedOut,
+@router.delete("/{person_id}", response_model=ErasedOut, dependencies=[Admin],
                summary="Erase a person completely: embeddings, sightings, attendance")
 def erase_person(person_id: PersonId, session: DbSession, ctx: Ctx) -> ErasedOut:
     person = _get(session, person_id)
@@ -87,6 +88,7 @@ def erase_person(person_id: PersonId, session: DbSession, ctx: Ctx) -> ErasedOut
 
 
 @router.get("/{person_id}/embeddings", response_model=list[EmbeddingOut],
+            dependencies=[Operator],
             summary="Enrolled embeddings (metadata only, never the vectors)")
 def list_embeddings(person_id: PersonId, session: DbSession,
                     model: Annotated[ModelId | None, Query()] = None) -> list[EmbeddingOut]:
@@ -97,6 +99,7 @@ def list_embeddings(person_id: PersonId, session: DbSession,
 
 
 @router.post("/{person_id}/embeddings", response_model=EmbeddingOut,
+             dependencies=[Operator],
              status_code=status.HTTP_201_CREATED,
              responses={200: {"model": EmbeddingOut,
                               "description": "this image was already enrolled"}},
@@ -117,7 +120,7 @@ def add_embedding(person_id: PersonId, body: EmbeddingIn, session: DbSession, ct
                         image_hash=row.image_hash, created_at=row.created_at, created=created)
 
 
-@router.delete("/{person_id}/embeddings/{embedding_id}",
+@router.delete("/{person_id}/embeddings/{embedding_id}", dependencies=[Operator],
                status_code=status.HTTP_204_NO_CONTENT)
 def delete_embedding(person_id: PersonId,
                      embedding_id: Annotated[int, Path(ge=1, le=2**31 - 1)],

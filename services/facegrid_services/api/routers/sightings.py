@@ -9,11 +9,11 @@ from fastapi import APIRouter, Query
 
 from facegrid_services.store import queries
 
-from ..deps import Admin, DbSession
+from ..deps import DbSession, Viewer
 from ..schemas import Page, SightingOut
 from .common import Limit, Offset, OptNodeId, OptPersonId, check_range, utc_instant
 
-router = APIRouter(prefix="/api/v1/sightings", tags=["sightings"], dependencies=[Admin])
+router = APIRouter(prefix="/api/v1/sightings", tags=["sightings"], dependencies=[Viewer])
 
 
 @router.get("", response_model=Page[SightingOut])

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 
 from .. import metrics, streams
-from ..deps import Admin, Ctx
+from ..deps import Admin, Ctx, Operator
 from ..schemas import DeadLetterOut, ReplayOut, StreamInfo
 
-router = APIRouter(prefix="/api/v1", tags=["stream"], dependencies=[Admin])
+router = APIRouter(prefix="/api/v1", tags=["stream"])
 
 
 
@@ -31,13 +31,13 @@ def valid_entry_id(
 EntryId = Annotated[str, Depends(valid_entry_id)]
 
 
-@router.get("/stream", response_model=StreamInfo,
+@router.get("/stream", response_model=StreamInfo, dependencies=[Operator],
             summary="Backlog of the events stream: length, pending, lag per group")
 def stream_info(ctx: Ctx) -> StreamInfo:
     return streams.stream_info(ctx.redis)
 
 
-@router.get("/dead-letters", response_model=list[DeadLetterOut],
+@router.get("/dead-letters", response_model=list[DeadLetterOut], dependencies=[Operator],
             summary="Dead letters, newest first (no token or embedding is shown)")
 def dead_letters(
     ctx: Ctx,
@@ -49,7 +49,8 @@ def dead_letters(
                                      before=None if before is None else _entry_id(before))
 
 
-@router.get("/dead-letters/{entry_id}", response_model=DeadLetterOut)
+@router.get("/dead-letters/{entry_id}", response_model=DeadLetterOut,
+            dependencies=[Operator])
 def dead_letter(entry_id: EntryId, ctx: Ctx) -> DeadLetterOut:
     try:
         return streams.get_dead_letter(ctx.redis, entry_id)
@@ -58,7 +59,7 @@ def dead_letter(entry_id: EntryId, ctx: Ctx) -> DeadLetterOut:
                             f"no dead letter {entry_id}") from None
 
 
-@router.post("/dead-letters/{entry_id}/replay", response_model=ReplayOut,
+@router.post("/dead-letters/{entry_id}/replay", response_model=ReplayOut, dependencies=[Admin],
              summary="Put a dead letter's original event back on the stream, after a fix")
 def replay(entry_id: EntryId, ctx: Ctx) -> ReplayOut:
     try:
@@ -72,7 +73,7 @@ def replay(entry_id: EntryId, ctx: Ctx) -> ReplayOut:
     return ReplayOut(dead_letter_id=entry_id, new_id=new_id, action="replayed")
 
 
-@router.delete("/dead-letters/{entry_id}", response_model=ReplayOut,
+@router.delete("/dead-letters/{entry_id}", response_model=ReplayOut, dependencies=[Admin],
                summary="Discard a dead letter")
 def discard(entry_id: EntryId, ctx: Ctx) -> ReplayOut:
     try:

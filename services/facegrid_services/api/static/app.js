@@ -6,14 +6,16 @@
 const TOKEN_KEY = "facegrid.adminToken";
 const $ = (id) => document.getElementById(id);
 const viewerTz = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
-const state = { lastSightingId: 0, timers: [], sightings: [] };
+const state = { lastSightingId: 0, timers: [], sightings: [], me: null };
+// What the signed-in token's role may do (GET /api/v1/auth/me): the page hides the rest.
+function can(what) { return !!state.me && state.me.can.includes(what); }
 
 function token() { return sessionStorage.getItem(TOKEN_KEY); }
 
 async function api(path, opts = {}) {
   const headers = Object.assign({ Authorization: `Bearer ${token()}` }, opts.headers || {});
   const res = await fetch(path, Object.assign({}, opts, { headers }));
-  if (res.status === 401) { signOut("The admin token was refused."); throw new Error("unauthorized"); }
+  if (res.status === 401) { signOut("The token was refused."); throw new Error("unauthorized"); }
   if (!res.ok) {
     let detail = res.statusText;
     try { detail = (await res.json()).detail || detail; } catch (e) { /* not JSON */ }
@@ -115,16 +117,15 @@ async function pollAlerts() {
       (a.acknowledged_at ? ` · acknowledged by ${a.acknowledged_by}` : "");
     text.append(title, meta);
     li.append(text);
-    if (!a.acknowledged_at) {
+    if (!a.acknowledged_at && can("acknowledge_alerts")) {
       const b = document.createElement("button");
       b.type = "button";
       b.textContent = "Acknowledge";
       b.className = "ack";
       b.addEventListener("click", async () => {
         b.disabled = true;
-        await api(`/api/v1/alerts/${a.id}/acknowledge`, {
-          method: "POST", headers: { "Content-Type": "application/json" },
-          body: JSON.stringify({ by: "dashboard" }) });
+        // No "by": the server records the signed-in token's name.
+        await api(`/api/v1/alerts/${a.id}/acknowledge`, { method: "POST" });
         await pollAlerts();
       });
       li.append(b);
@@ -187,7 +188,20 @@ function every(ms, fn) {
   run();
   state.timers.push(setInterval(run, ms));
 }
-function start() {
+function showRole(me) {
+  state.me = me;
+  const el = $("role");
+  el.textContent = `${me.name} · ${me.role}`;
+  el.title = `may: ${me.can.join(", ")}`;
+  el.hidden = false;
+}
+async function start() {
+  try {
+    showRole(await (await api("/api/v1/auth/me")).json());
+  } catch (e) {
+    if (e.message !== "unauthorized") setConn(false, "offline");
+    return;
+  }
   $("login").hidden = true;
   $("app").hidden = false;
   $("logout").hidden = false;
@@ -206,6 +220,8 @@ function signOut(message) {
   state.timers = [];
   state.lastSightingId = 0;
   state.sightings = [];
+  state.me = null;
+  $("role").hidden = true;
   $("app").hidden = true;
   $("logout").hidden = true;
   $("login").hidden = false;
@@ -215,7 +231,7 @@ function signOut(message) {
 $("login-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const value = $("token").value.trim();
-  const res = await fetch("/api/v1/nodes", { headers: { Authorization: `Bearer ${value}` } });
+  const res = await fetch("/api/v1/auth/me", { headers: { Authorization: `Bearer ${value}` } });
   if (!res.ok) { $("login-error").textContent = "That token was refused."; return; }
   sessionStorage.setItem(TOKEN_KEY, value);
   $("token").value = "";

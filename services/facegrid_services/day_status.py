@@ -1,0 +1,262 @@
+"""Day statuses from visits and a schedule (pure logic, no I/O).
+
+The unit of attendance is a person's *visit* to the site: an interval during
+which the cameras saw them (presences closer than ``max_gap`` merge into one
+visit, see :func:`visits_from_presences`).  A *schedule* says, per weekday, the
+shifts a person is expected to work in the site's time zone.  This module turns
+both into one :class:`DayStatus` per person per site-local day.
+
+Rules (each one tested in tests/unit/test_day_status.py):
+
+* **Days are site-local days**, all instants are aware UTC.  A shift's local
+  start and end are converted with :mod:`zoneinfo` (PEP 495): a start inside a
+  spring-forward gap begins when the wall clock has jumped past it, a start in a
+  repeated autumn hour is its first occurrence.  A 08:00-16:00 shift lasts 8 h
+  on a DST-change day as on any other day, because both ends are local.
+* **Overnight shifts** (``end <= start``) end on the next local day and belong
+  to the day they start.  Time is split between days at a boundary: local
+  midnight, pushed past the end of an overnight shift by ``checkout_slack``
+  (but never further than half-way to the next day's first shift).  Every
+  instant belongs to exactly one day, so no minute is counted twice.
+* **Status**: ``holiday`` (closure or holiday date), ``off`` (no shift that
+  weekday), ``absent`` (a scheduled day without a visit), ``late`` (first in
+  after the first shift's start + ``grace_late``), ``left_early`` (last out
+  before the last shift's end - ``grace_early``), else ``present``.  Late and
+  left early can both hold: ``status`` is ``late`` and ``left_early_by`` is
+  still reported.  Someone who comes in on an ``off`` day or holiday keeps that
+  status and has time on site (it is all overtime).
+* **Time on site** is the sum of the day's visits (their union, clipped to the
+  day), not last out minus first in.  **Overtime** is time on site beyond the
+  scheduled duration.
+* **Corrections** never touch camera evidence: they are applied on top of the
+  visits, in the order they were made, and the result says it is corrected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+ZERO = timedelta(0)
+
+
+class Status(StrEnum):
+    PRESENT = "present"
+    LATE = "late"
+    LEFT_EARLY = "left_early"
+    ABSENT = "absent"
+    OFF = "off"
+    HOLIDAY = "holiday"
+
+
+@dataclass(frozen=True, slots=True)
+class Shift:
+    """Expected local working hours; ``end <= start`` means it ends the next day."""
+
+    start: time
+    end: time
+
+    @property
+    def overnight(self) -> bool:
+        return self.end <= self.start
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    tz: ZoneInfo
+    #: weekday (0 = Monday) -> the shifts of that day, in any order.
+    week: Mapping[int, Sequence[Shift]]
+    grace_late: timedelta = timedelta(minutes=5)
+    grace_early: timedelta = timedelta(minutes=5)
+    holidays: frozenset[date] = frozenset()
+    #: How long after an overnight shift's end a departure still counts to it.
+    checkout_slack: timedelta = timedelta(hours=4)
+
+    def shifts_on(self, day: date) -> list[Shift]:
+        if day in self.holidays:
+            return []
+        return sorted(self.week.get(day.weekday(), ()), key=lambda s: s.start)
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    start: datetime
+    end: datetime
+    #: True when a correction made or changed this visit.
+    corrected: bool = False
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("visits take aware instants")
+        if self.end < self.start:
+            raise ValueError(f"visit ends before it starts: {self.start} > {self.end}")
+
+
+class CorrectionKind(StrEnum):
+    #: The person arrived at ``at`` (the camera missed it, or saw them late).
+    SET_CHECK_IN = "set_check_in"
+    #: The person left at ``at``.
+    SET_CHECK_OUT = "set_check_out"
+    #: The person was on site from ``at`` to ``until``.
+    ADD_VISIT = "add_visit"
+    #: Camera visits overlapping ``at``..``until`` were not this person.
+    VOID = "void"
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """An admin's immutable statement about one local day (the audit trail keeps it)."""
+
+    id: int
+    day: date
+    kind: CorrectionKind
+    at: datetime
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DayStatus:
+    day: date
+    status: Status
+    scheduled: timedelta
+    first_in: datetime | None
+    last_out: datetime | None
+    on_site: timedelta
+    late_by: timedelta = ZERO
+    left_early_by: timedelta = ZERO
+    overtime: timedelta = ZERO
+    visits: int = 0
+    corrected: bool = False
+    corrections: tuple[int, ...] = field(default=())
+
+
+def local_instant(day: date, t: time, tz: ZoneInfo) -> datetime:
+    """``day`` at local wall time ``t`` as an aware UTC instant (PEP 495 rules)."""
+    naive = datetime.combine(day, t)
+    aware = naive.replace(tzinfo=tz)
+    # Round-trip: a wall time in a spring-forward gap does not exist; PEP 495
+    # maps it with the offset before the jump, i.e. just past the jump.
+    return aware.astimezone(UTC)
+
+
+def shift_window(day: date, shift: Shift, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    end_day = day + timedelta(days=1) if shift.overnight else day
+    return local_instant(day, shift.start, tz), local_instant(end_day, shift.end, tz)
+
+
+def day_start(day: date, sched: Schedule) -> datetime:
+    """Where ``day`` begins: local midnight, or after the previous overnight shift."""
+    midnight = local_instant(day, time(0), sched.tz)
+    prev = day - timedelta(days=1)
+    ends = [shift_window(prev, s, sched.tz)[1] for s in sched.shifts_on(prev) if s.overnight]
+    if not ends:
+        return midnight
+    end = max(ends)
+    slack = sched.checkout_slack
+    today = sched.shifts_on(day)
+    if today:
+        first_start = shift_window(day, today[0], sched.tz)[0]
+        slack = min(slack, max(ZERO, (first_start - end) / 2))
+    return max(midnight, end + slack)
+
+
+def visits_from_presences(spans: Iterable[tuple[datetime, datetime]],
+                          max_gap: timedelta) -> list[Visit]:
+    """Presences (first/last seen) closer than ``max_gap`` merge into one visit."""
+    out: list[Visit] = []
+    for start, end in sorted(spans):
+        if out and start - out[-1].end <= max_gap:
+            last = out[-1]
+            out[-1] = Visit(last.start, max(last.end, end))
+        else:
+            out.append(Visit(start, end))
+    return out
+
+
+def _union(visits: Iterable[Visit], lo: datetime, hi: datetime) -> list[Visit]:
+    clipped = sorted((Visit(max(v.start, lo), min(v.end, hi), v.corrected)
+                      for v in visits if v.end >= lo and v.start < hi),
+                     key=lambda v: (v.start, v.end))
+    out: list[Visit] = []
+    for v in clipped:
+        if out and v.start <= out[-1].end:
+            last = out[-1]
+            out[-1] = Visit(last.start, max(last.end, v.end), last.corrected or v.corrected)
+        else:
+            out.append(v)
+    return out
+
+
+def apply_corrections(visits: list[Visit], corrections: Sequence[Correction]) -> list[Visit]:
+    """The visits as corrected, in the order the corrections were made (by id)."""
+    out = sorted(visits, key=lambda v: v.start)
+    for c in sorted(corrections, key=lambda c: c.id):
+        if c.kind is CorrectionKind.ADD_VISIT:
+            out.append(Visit(c.at, c.until or c.at, corrected=True))
+        elif c.kind is CorrectionKind.VOID:
+            until = c.until or c.at
+            out = [v for v in out if v.end < c.at or v.start > until]
+        elif c.kind is CorrectionKind.SET_CHECK_IN:
+            kept = [v for v in out if v.end >= c.at]
+            if kept:
+                first = min(kept, key=lambda v: v.start)
+                kept.remove(first)
+                kept.append(Visit(c.at, max(first.end, c.at), corrected=True))
+            else:
+                kept = [Visit(c.at, c.at, corrected=True)]
+            out = kept
+        elif c.kind is CorrectionKind.SET_CHECK_OUT:
+            kept = [v for v in out if v.start <= c.at]
+            if kept:
+                last = max(kept, key=lambda v: v.end)
+                kept.remove(last)
+                kept.append(Visit(min(last.start, c.at), c.at, corrected=True))
+            else:
+                kept = [Visit(c.at, c.at, corrected=True)]
+            out = kept
+        out.sort(key=lambda v: v.start)
+    return out
+
+
+def day_status(day: date, visits: Sequence[Visit], sched: Schedule,
+               corrections: Sequence[Correction] = ()) -> DayStatus:
+    """One person's status on one site-local day (``visits`` may span any days)."""
+    lo, hi = day_start(day, sched), day_start(day + timedelta(days=1), sched)
+    mine = [c for c in corrections if c.day == day]
+    # Corrections apply to the day's visits only: other days keep theirs.
+    visits = _union(apply_corrections(_union(visits, lo, hi), mine), lo, hi)
+    shifts = sched.shifts_on(day)
+    windows = [shift_window(day, s, sched.tz) for s in shifts]
+    scheduled = sum(((e - s) for s, e in windows), ZERO)
+    on_site = sum(((v.end - v.start) for v in visits), ZERO)
+    first_in = visits[0].start if visits else None
+    last_out = visits[-1].end if visits else None
+    common = dict(day=day, scheduled=scheduled, first_in=first_in, last_out=last_out,
+                  on_site=on_site, visits=len(visits),
+                  corrected=any(v.corrected for v in visits) or bool(mine),
+                  corrections=tuple(sorted(c.id for c in mine)))
+    if day in sched.holidays:
+        return DayStatus(status=Status.HOLIDAY, overtime=on_site, **common)
+    if not windows:
+        return DayStatus(status=Status.OFF, overtime=on_site, **common)
+    if not visits:
+        return DayStatus(status=Status.ABSENT, **common)
+    start, end = windows[0][0], max(e for _, e in windows)
+    late_by = first_in - start if first_in > start + sched.grace_late else ZERO
+    early_by = end - last_out if last_out < end - sched.grace_early else ZERO
+    status = Status.LATE if late_by else Status.LEFT_EARLY if early_by else Status.PRESENT
+    return DayStatus(status=status, late_by=late_by, left_early_by=early_by,
+                     overtime=max(ZERO, on_site - scheduled), **common)
+
+
+def period_statuses(first: date, last: date, visits: Sequence[Visit], sched: Schedule,
+                    corrections: Sequence[Correction] = ()) -> list[DayStatus]:
+    """Statuses for every local day from ``first`` to ``last`` inclusive."""
+    days = (last - first).days + 1
+    if days < 1:
+        raise ValueError(f"period ends before it starts: {first} > {last}")
+    return [day_status(first + timedelta(days=i), visits, sched, corrections)
+            for i in range(days)]
