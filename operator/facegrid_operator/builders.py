@@ -182,6 +182,12 @@ def device_path(cam: CameraSpec) -> str | None:
     return None
 
 
+def device_resource(device: str, settings: OperatorSettings) -> str:
+    """The device plugin's extended resource for one host device (/dev/video0 ->
+    smarter-devices/video0)."""
+    return settings.device_resource_prefix + device.rsplit("/", 1)[-1]
+
+
 def host_node_selector(cam: CameraSpec) -> dict[str, str]:
     if cam.node_name:
         return {HOSTNAME_LABEL: cam.node_name}
@@ -205,18 +211,31 @@ def node_deployment(cam: CameraSpec, namespace: str, settings: OperatorSettings)
         {"name": "token", "mountPath": TOKEN_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
-    if device:
-        # A V4L2 device needs the device node and access to it: without a device
-        # plugin that means a privileged container on the edge host.
+    resources = {k: dict(v) for k, v in (cam.resources or DEFAULT_RESOURCES).items()}
+    restricted = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                  "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+    pod_security: dict = {"runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+                          "seccompProfile": {"type": "RuntimeDefault"}}
+    if device and settings.privileged_devices:
+        # Opt-in for clusters without a device plugin: the host's device node in a
+        # privileged container (the device cgroup admits nothing else).
         volumes.append({"name": "camera", "hostPath": {"path": device, "type": "CharDevice"}})
         mounts.append({"name": "camera", "mountPath": device})
-        security = {"privileged": True}
+        security: dict = {"privileged": True}
+        pod_security = {"seccompProfile": {"type": "RuntimeDefault"}}
+    elif device:
+        # The one device, handed over by the host's device plugin (which also opens it in
+        # the pod's device cgroup); the video group may read it.  Nothing privileged.
+        res = device_resource(device, settings)
+        resources.setdefault("limits", {})[res] = "1"
+        resources.setdefault("requests", {})[res] = "1"
+        security = restricted
+        pod_security["supplementalGroups"] = [settings.device_group]
     else:
         if cam.kind is SourceKind.FILE:
             volumes.append({"name": "camera", "hostPath": {"path": cam.source, "type": ""}})
             mounts.append({"name": "camera", "mountPath": cam.source, "readOnly": True})
-        security = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                    "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+        security = restricted
     probe = {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 10,
              "timeoutSeconds": 3, "failureThreshold": 3}
     container = {
@@ -230,7 +249,7 @@ def node_deployment(cam: CameraSpec, namespace: str, settings: OperatorSettings)
         "livenessProbe": probe,
         "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": "metrics"},
                            "periodSeconds": 5},
-        "resources": cam.resources or DEFAULT_RESOURCES,
+        "resources": resources,
         "securityContext": security,
         "volumeMounts": mounts,
     }
@@ -240,9 +259,7 @@ def node_deployment(cam: CameraSpec, namespace: str, settings: OperatorSettings)
         "terminationGracePeriodSeconds": 10,
         "nodeSelector": host_node_selector(cam),
         "tolerations": [{"key": EDGE_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}
-        if device else {"runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
-                        "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": pod_security,
         "containers": [container],
         "volumes": volumes,
     }

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from . import builders, conditions, hosts, metrics, node_tokens
+from . import builders, conditions, hosts, metrics, node_tokens, policy
 from .conditions import FALSE, TRUE, UNKNOWN, Cond, Phase
 from .context import CameraStatus, OperatorContext
 from .kube import KubeError, cameranode_path, deployments_path, secrets_path
@@ -25,7 +25,10 @@ Nodes = Mapping[str, Mapping[str, str]]
 
 
 def read_spec(ctx: OperatorContext, name: str, spec: dict) -> CameraSpec:
-    return parse(name, dict(spec), default_ttl=ctx.settings.default_token_ttl)
+    """The checked spec, refused (InvalidSpec) if the operator's settings do not allow it."""
+    cam = parse(name, dict(spec), default_ttl=ctx.settings.default_token_ttl)
+    policy.check(cam, ctx.settings)
+    return cam
 
 
 # -- token -------------------------------------------------------------------

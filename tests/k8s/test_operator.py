@@ -262,6 +262,10 @@ def test_rbac_is_least_privilege(k8s_cluster, ns, operator_kubeconfig):
     assert can("patch", "cameranodes.facegrid.io", "--subresource=status", "-n", ns)
     assert can("watch", "nodes")
     assert not can("list", "secrets", "-n", ns)
+    # nothing outside the watched namespace but reading Nodes
+    assert not can("list", "cameranodes.facegrid.io", "-n", "default")
+    assert not can("watch", "pods", "-n", "default")
+    assert not can("create", "events", "-n", "default")
     assert not can("delete", "deployments.apps", "-n", ns)
     assert not can("get", "secret/facegrid-signing-key", "-n", "default")
     assert not can("create", "deployments.apps", "-n", "default")
@@ -293,6 +297,11 @@ def test_example_camera_runs_on_its_host_reports_and_is_revoked(k8s_cluster, ns,
     # the pod lands on the named edge Node and runs; the status says so
     pod = wait_until(lambda: running_pod(k, "lobby", ns), 60, what="lobby pod Running")
     assert pod["spec"]["nodeName"] == "edge-01"
+    # its camera device comes from the Node's device plugin: nothing privileged
+    (c,) = pod["spec"]["containers"]
+    assert c["resources"]["limits"]["smarter-devices/video0"] == "1"
+    assert "privileged" not in c["securityContext"] and c["securityContext"]["runAsNonRoot"]
+    assert not any("hostPath" in v for v in pod["spec"]["volumes"])
     st = wait_until(lambda: (s := status_of(k, "lobby", ns)).get("phase") == "Running" and s,
                     30, what="phase Running")
     assert st["host"] == "edge-01" and st["observedGeneration"] == cam["metadata"]["generation"]
@@ -359,6 +368,28 @@ def test_two_hosts_and_a_missing_host(k8s_cluster, ns, operator):
     finally:
         k.kubectl("delete", "node", "edge-99", "--wait=false", check=False)
         k.kubectl("delete", "cam", "door-a", "door-b", "door-c", "-n", ns, "--timeout=60s")
+
+
+def test_refused_specs_say_why_and_get_nothing(k8s_cluster, ns, operator):
+    k = k8s_cluster
+    k.apply([camera("rogue", ns, image="docker.io/attacker/miner:latest"),
+             camera("peek", ns, source="/etc/kubernetes")])
+    refused = [("rogue", "ImageNotAllowed", "'docker.io/attacker/miner:latest' is not allowed"),
+               ("peek", "SourceNotAllowed", "is not under /var/lib/facegrid/media/")]
+    for name, reason, says in refused:
+        st = wait_until(lambda n=name: (s := status_of(k, n, ns)).get("phase") == "Invalid" and s,
+                        30, what=f"{name} Invalid")
+        valid = cond(st, "Valid")
+        assert valid["status"] == "False" and valid["reason"] == reason, st
+        assert says in valid["message"]
+        # no token is minted and nothing runs for a refused spec
+        assert get(k, "secret", f"{name}-token", ns) is None
+        assert get(k, "deployment", f"{name}-node", ns) is None
+    # fixed spec: accepted at once
+    k.kubectl("patch", "cam", "rogue", "-n", ns, "--type=json", "-p",
+              json.dumps([{"op": "remove", "path": "/spec/image"}]))
+    wait_until(lambda: running_pod(k, "rogue", ns), 60, what="rogue runs once fixed")
+    k.kubectl("delete", "cam", "rogue", "peek", "-n", ns, "--timeout=60s")
 
 
 def test_restarted_operator_creates_nothing_twice(k8s_cluster, ns, operator_kubeconfig, server):
