@@ -57,7 +57,7 @@ class OperatorContext:
     #: CameraNodes whose delete handler has started: no more status writes for them.
     deleting: set[Key] = field(default_factory=set)
     #: Node name -> labels last seen (Node events re-check Invalid cameras on changes).
-    node_labels: dict[str, dict] = field(default_factory=dict)
+    seen_node_labels: dict[str, dict] = field(default_factory=dict)
     #: (namespace, name) -> phase last written (for the per-phase gauge).
     phases: dict[Key, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)

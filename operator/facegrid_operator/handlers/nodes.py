@@ -38,11 +38,11 @@ def node_event(type, name, labels, memo: OperatorContext, node_labels: kopf.Inde
                camera_pods: kopf.Index, **_) -> None:
     labels = dict(labels)
     if type == "DELETED":
-        memo.node_labels.pop(name, None)
+        memo.seen_node_labels.pop(name, None)
         return
-    if memo.node_labels.get(name) == labels:
+    if memo.seen_node_labels.get(name) == labels:
         return  # status heartbeats: nothing a CameraNode host check cares about
-    memo.node_labels[name] = labels
+    memo.seen_node_labels[name] = labels
     try:
         n = recheck_invalid(memo, NodeLabels(node_labels), camera_pods)
     except KubeError as e:
