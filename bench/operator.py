@@ -44,7 +44,8 @@ def sh(*args: str, env: dict, input: str | None = None) -> str:
 def camera(name: str, ns: str, host: str) -> dict:
     return {"apiVersion": "facegrid.io/v1alpha1", "kind": "CameraNode",
             "metadata": {"name": name, "namespace": ns},
-            "spec": {"host": {"nodeName": host}, "camera": {"source": "/dev/video0"}}}
+            # a stream source: a local device would be one pod per device and host
+            "spec": {"host": {"nodeName": host}, "camera": {"source": f"rtsp://cam.lan/{name}"}}}
 
 
 def wait_all(kube, ns: str, names: list[str], t0: float, timeout: float = 300) -> tuple:

@@ -9,6 +9,7 @@ objects share one set of clients and caches.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections import defaultdict
@@ -54,6 +55,9 @@ class OperatorContext:
     statuses: dict[Key, CameraStatus] = field(default_factory=dict)
     #: (namespace, name) -> monotonic time of the last slow re-check of an Invalid camera.
     rechecked: dict[Key, float] = field(default_factory=dict)
+    #: CameraNodes with a status write from pod events coming (folds pod changes).
+    pod_writes_due: set[Key] = field(default_factory=set)
+    pod_write_tasks: set[asyncio.Task] = field(default_factory=set)
     #: CameraNodes whose delete handler has started: no more status writes for them.
     deleting: set[Key] = field(default_factory=set)
     #: Node name -> labels last seen (Node events re-check Invalid cameras on changes).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import kopf
 
 from ..context import OperatorContext
@@ -22,5 +24,10 @@ def login(memo: OperatorContext, **_) -> kopf.ConnectionInfo:
     )
 
 
-def cleanup(memo: OperatorContext, **_) -> None:
+async def cleanup(memo: OperatorContext, **_) -> None:
+    """Cancel the pending status writes, then close the clients."""
+    tasks = list(memo.pod_write_tasks)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     memo.close()

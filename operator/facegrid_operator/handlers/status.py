@@ -4,6 +4,7 @@ cameras slowly."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 
@@ -16,6 +17,8 @@ from ..kube import KubeError
 from . import NodeLabels, kopf_error, plain, pods_of
 from .camera import recheck
 
+#: How long a camera's pod changes are gathered into one status write.
+POD_SETTLE_S = 0.3
 POD_LABELS = {"app.kubernetes.io/managed-by": builders.MANAGED_BY,
               builders.LABEL_CAMERA: kopf.PRESENT}
 
@@ -37,11 +40,31 @@ def camera_pods(namespace, labels, body, **_) -> dict:
     return {(namespace, labels[builders.LABEL_CAMERA]): pod_summary(body)}
 
 
-def pod_event(namespace, labels, memo: OperatorContext, camera_pods: kopf.Index, **_) -> None:
-    camera = labels[builders.LABEL_CAMERA]
+async def pod_event(namespace, labels, memo: OperatorContext, camera_pods: kopf.Index,
+                    **_) -> None:
+    """A node pod changed: write the camera's status once its pods settle for a moment.
+
+    A new pod changes several times within a second (created, bound, started, ready);
+    the write waits :data:`POD_SETTLE_S` in a task of its own (the pod's events go on
+    being indexed meanwhile), and events for a camera that has a write coming are
+    folded into it, so a pod start costs one or two status writes, not four."""
+    key = (namespace, labels[builders.LABEL_CAMERA])
+    if key in memo.pod_writes_due:
+        return
+    memo.pod_writes_due.add(key)
+    task = asyncio.get_running_loop().create_task(_write_soon(memo, key, camera_pods))
+    memo.pod_write_tasks.add(task)  # kept until done (and cancelled at shut-down)
+    task.add_done_callback(memo.pod_write_tasks.discard)
+
+
+async def _write_soon(memo: OperatorContext, key: tuple[str, str], index: kopf.Index) -> None:
+    try:
+        await asyncio.sleep(POD_SETTLE_S)
+    finally:
+        memo.pod_writes_due.discard(key)  # later pod events schedule the next write
+    pods = pods_of(index, *key)  # read on kopf's loop, where the index changes
     with contextlib.suppress(KubeError):  # the next pod event or the status timer writes it
-        reconcile.write_status(memo, namespace, camera,
-                               pods=pods_of(camera_pods, namespace, camera))
+        await asyncio.to_thread(reconcile.write_status, memo, *key, pods=pods)
 
 
 def refresh(body, namespace, name, memo: OperatorContext, stopped, node_labels: kopf.Index,
