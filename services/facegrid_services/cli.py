@@ -20,3 +20,19 @@ def register(app: typer.Typer) -> None:
                 raise
             continue
         module.register(app)
+
+
+def reference() -> list:
+    """Settings and metrics of the worker and the server (``facegrid.reference``)."""
+    from facegrid.plugins import MetricsDoc, SettingsDoc
+    from facegrid.reference import metric_objects
+    from facegrid_services.api import metrics as server_metrics
+    from facegrid_services.api.settings import ServerSettings
+    from facegrid_services.worker import metrics as worker_metrics
+    from facegrid_services.worker.settings import WorkerSettings
+
+    return [SettingsDoc(20, "Classify worker", "facegrid worker", WorkerSettings),
+            SettingsDoc(30, "API server", "facegrid server", ServerSettings),
+            MetricsDoc(20, "Classify worker (:9101/metrics)",
+                       metric_objects(vars(worker_metrics))),
+            MetricsDoc(30, "API server (:8000/metrics)", metric_objects(vars(server_metrics)))]
