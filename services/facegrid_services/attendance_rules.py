@@ -144,8 +144,10 @@ def _as_day_correction(c: Correction) -> DayCorrection:
 
 def statuses(session: Session, person_ids: Sequence[int], first: date, last: date,
              site_tz: ZoneInfo, visit_gap: timedelta = DEFAULT_VISIT_GAP,
-             ) -> dict[int, list[DayStatus]]:
-    """Every person's status for every local day of [first, last]."""
+             now: datetime | None = None) -> dict[int, list[DayStatus]]:
+    """Every person's status for every local day of [first, last], judged at ``now``
+    (default: the current time: a day still to come is ``upcoming``, not absent)."""
+    now = datetime.now(UTC) if now is None else now
     if last < first:
         raise RuleError("bad_period", f"the period ends before it starts: {first} > {last}")
     scheds = schedules_of(session, person_ids)
@@ -167,7 +169,7 @@ def statuses(session: Session, person_ids: Sequence[int], first: date, last: dat
         sched, frames = by_schedule[key]
         visits = visits_from_presences(seen[pid], visit_gap)
         out[pid] = period_statuses(first, last, visits, sched,
-                                   [_as_day_correction(c) for c in fixes[pid]], frames)
+                                   [_as_day_correction(c) for c in fixes[pid]], frames, now)
     return out
 
 

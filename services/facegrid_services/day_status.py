@@ -19,7 +19,8 @@ Rules (each one tested in tests/unit/test_day_status.py):
   (but never further than half-way to the next day's first shift).  Every
   instant belongs to exactly one day, so no minute is counted twice.
 * **Status**: ``holiday`` (closure or holiday date), ``off`` (no shift that
-  weekday), ``absent`` (a scheduled day without a visit), ``late`` (first in
+  weekday), ``upcoming`` (a scheduled day that has not begun yet), ``absent``
+  (a scheduled day without a visit), ``late`` (first in
   after the first shift's start + ``grace_late``), ``left_early`` (last out
   before the last shift's end - ``grace_early``), else ``present``.  Late and
   left early can both hold: ``status`` is ``late`` and ``left_early_by`` is
@@ -50,6 +51,8 @@ class Status(StrEnum):
     ABSENT = "absent"
     OFF = "off"
     HOLIDAY = "holiday"
+    #: A scheduled day that has not started yet (``now`` before its first shift + grace).
+    UPCOMING = "upcoming"
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,8 +254,13 @@ def day_frames(first: date, last: date, sched: Schedule) -> list[DayFrame]:
 
 
 def frame_status(frame: DayFrame, visits: Sequence[Visit], sched: Schedule,
-                 corrections: Sequence[Correction] = ()) -> DayStatus:
-    """One person's status in one day frame (``visits`` may span any days)."""
+                 corrections: Sequence[Correction] = (),
+                 now: datetime | None = None) -> DayStatus:
+    """One person's status in one day frame (``visits`` may span any days).
+
+    ``now``: the day is judged as far as it has happened: before its first shift
+    (+ grace) nobody is absent yet (``upcoming``), and before its last shift ends
+    nobody has left early yet."""
     day, lo, hi = frame.day, frame.lo, frame.hi
     mine = [c for c in corrections if c.day == day]
     # Corrections apply to the day's visits only: other days keep theirs.
@@ -271,25 +279,31 @@ def frame_status(frame: DayFrame, visits: Sequence[Visit], sched: Schedule,
         return DayStatus(status=Status.HOLIDAY, overtime=on_site, **common)
     if not windows:
         return DayStatus(status=Status.OFF, overtime=on_site, **common)
-    if not visits:
-        return DayStatus(status=Status.ABSENT, **common)
     start, end = windows[0][0], max(e for _, e in windows)
+    if not visits:
+        if now is not None and now <= start + sched.grace_late:
+            return DayStatus(status=Status.UPCOMING, **common)
+        return DayStatus(status=Status.ABSENT, **common)
     late_by = first_in - start if first_in > start + sched.grace_late else ZERO
     early_by = end - last_out if last_out < end - sched.grace_early else ZERO
+    if now is not None and now < end:
+        early_by = ZERO  # still within the shift: not gone early (yet)
     status = Status.LATE if late_by else Status.LEFT_EARLY if early_by else Status.PRESENT
     return DayStatus(status=status, late_by=late_by, left_early_by=early_by,
                      overtime=max(ZERO, on_site - scheduled), **common)
 
 
 def day_status(day: date, visits: Sequence[Visit], sched: Schedule,
-               corrections: Sequence[Correction] = ()) -> DayStatus:
+               corrections: Sequence[Correction] = (), now: datetime | None = None,
+               ) -> DayStatus:
     """One person's status on one site-local day (``visits`` may span any days)."""
-    return frame_status(day_frame(day, sched), visits, sched, corrections)
+    return frame_status(day_frame(day, sched), visits, sched, corrections, now)
 
 
 def period_statuses(first: date, last: date, visits: Sequence[Visit], sched: Schedule,
                     corrections: Sequence[Correction] = (),
-                    frames: Sequence[DayFrame] | None = None) -> list[DayStatus]:
+                    frames: Sequence[DayFrame] | None = None,
+                    now: datetime | None = None) -> list[DayStatus]:
     """Statuses for every local day from ``first`` to ``last`` inclusive.
 
     Linear in days + visits: the visits are sorted once and each day takes the
@@ -308,5 +322,5 @@ def period_statuses(first: date, last: date, visits: Sequence[Visit], sched: Sch
             if ordered[j].end >= f.lo:
                 todays.append(ordered[j])
             j += 1
-        out.append(frame_status(f, todays, sched, corrections))
+        out.append(frame_status(f, todays, sched, corrections, now))
     return out
