@@ -24,8 +24,7 @@ class OperatorSettings(AdminTokenSettings, TokenAudienceSettings):
         description="API server the operator calls (node status, token revocation).")
     node_server_url: HttpUrl | None = Field(None,
         description="Server URL given to the nodes (default: server_url).")
-    node_redis_url: RedisUrl = Field(
-        "redis://facegrid-redis:6379/0",
+    node_redis_url: RedisUrl = Field("redis://facegrid-redis:6379/0",
         description="Redis URL given to the nodes unless a CameraNode overrides it.")
     node_redis_url_secret: str | None = Field(
         None, pattern=r"^[a-z0-9][-a-z0-9.]*:[-._a-zA-Z0-9]+$",
@@ -42,6 +41,23 @@ class OperatorSettings(AdminTokenSettings, TokenAudienceSettings):
         description="Image of the node Deployments unless a CameraNode names one.")
     node_image_pull_policy: str = Field("IfNotPresent", pattern="^(Always|IfNotPresent|Never)$",
         description="imagePullPolicy of the node containers.")
+    allowed_images: Annotated[list[str], NoDecode] = Field(default_factory=list,
+        description="Images a CameraNode's spec.image may name (comma-separated): a repository "
+                    "(any tag or digest of it) or a prefix ending in \"/\"; empty: only "
+                    "node_image's repository.")
+    file_source_prefix: str = Field("/var/lib/facegrid/media/", pattern=r"^(/.*)?$",
+        description="Host folder that file/folder camera sources must lie under (mounted "
+                    "read-only); empty: file sources are refused.")
+    device_resource_prefix: str = Field("smarter-devices/", pattern=r"^[-a-z0-9.]+/[-a-z0-9.]*$",
+        description="Extended-resource prefix of the device plugin that hands one camera device "
+                    "to a pod (resource <prefix><device>, e.g. smarter-devices/video0); no "
+                    "privileged container.")
+    device_group: int = Field(44, ge=0,
+        description="Group id that owns the camera devices on the hosts (video); added to the "
+                    "node pod.")
+    privileged_devices: bool = Field(False,
+        description="Without a device plugin: mount /dev/videoN from the host into a privileged "
+                    "container.")
     default_token_ttl: str = Field("24h",
         description="Used when a CameraNode has no spec.token.ttl (the CRD defaults it to 24h).")
     watch_namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list,
@@ -68,7 +84,7 @@ class OperatorSettings(AdminTokenSettings, TokenAudienceSettings):
     revoke_backoff_s: float = Field(3.0, gt=0,
         description="Seconds between revocation retries on delete.")
 
-    @field_validator("watch_namespaces", mode="before")
+    @field_validator("watch_namespaces", "allowed_images", mode="before")
     @classmethod
     def _split(cls, v: object) -> object:
         if isinstance(v, str):

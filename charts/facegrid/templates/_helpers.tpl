@@ -260,10 +260,22 @@ seccompProfile:
   value: {{ include "facegrid.imagePullPolicy" (dict "root" . "image" .Values.operator.nodeImage) | quote }}
 - name: FACEGRID_DEFAULT_TOKEN_TTL
   value: {{ .Values.signing.tokenTTL | quote }}
-{{- with .Values.operator.watchNamespaces }}
+{{- if not .Values.operator.clusterWide }}
 - name: FACEGRID_WATCH_NAMESPACES
+  value: {{ include "facegrid.operator.namespaces" . | fromJsonArray | join "," | quote }}
+{{- end }}
+{{- with .Values.operator.allowedNodeImages }}
+- name: FACEGRID_ALLOWED_IMAGES
   value: {{ join "," . | quote }}
 {{- end }}
+- name: FACEGRID_FILE_SOURCE_PREFIX
+  value: {{ .Values.operator.fileSourcePrefix | quote }}
+- name: FACEGRID_DEVICE_RESOURCE_PREFIX
+  value: {{ .Values.operator.cameraDevices.resourcePrefix | quote }}
+- name: FACEGRID_DEVICE_GROUP
+  value: {{ .Values.operator.cameraDevices.group | quote }}
+- name: FACEGRID_PRIVILEGED_DEVICES
+  value: {{ .Values.operator.cameraDevices.privileged | quote }}
 - name: FACEGRID_METRICS_PORT
   value: {{ .Values.operator.metrics.port | quote }}
 - name: FACEGRID_LIVENESS_PORT
@@ -272,19 +284,23 @@ seccompProfile:
   value: {{ .Values.logLevel | quote }}
 {{- end }}
 
+{{/* The namespaces whose CameraNodes the operator runs (unless clusterWide), as a
+     JSON list: operator.watchNamespaces, else the release namespace. */}}
+{{- define "facegrid.operator.namespaces" -}}
+{{- toJson (default (list .Release.Namespace) .Values.operator.watchNamespaces) }}
+{{- end }}
+
 {{/* The operator's RBAC rules are written once, in operator/deploy/rbac.yaml;
      files/operator-rbac.yaml is its copy (scripts/sync-chart; a unit test fails
      while they differ).  "facegrid.operator.rbacRules" returns, as YAML, the rules
-     of the Role/ClusterRole called .name there: with .nodes true only those on
-     Nodes, with .nodes false all others; .names renames resourceNames (the
-     fixed names of the plain manifest -> this release's names). */}}
+     of the Role/ClusterRole called .name there; .names renames resourceNames
+     (the fixed names of the plain manifest -> this release's names). */}}
 {{- define "facegrid.operator.rbacRules" -}}
 {{- $out := list -}}
 {{- range $doc := regexSplit "(?m)^---[ \t]*$" (.root.Files.Get "files/operator-rbac.yaml") -1 }}
 {{- $d := fromYaml $doc }}
 {{- if and (has ($d.kind | default "") (list "Role" "ClusterRole")) (eq (($d.metadata | default dict).name | default "") $.name) }}
 {{- range $r := $d.rules }}
-{{- if or (not (hasKey $ "nodes")) (eq (has "nodes" $r.resources) $.nodes) }}
 {{- if $r.resourceNames }}
 {{- $names := list }}
 {{- range $n := $r.resourceNames }}
@@ -296,21 +312,18 @@ seccompProfile:
 {{- end }}
 {{- end }}
 {{- end }}
-{{- end }}
 {{- if not $out }}{{ fail (printf "files/operator-rbac.yaml has no rules for %s: run scripts/sync-chart" .name) }}{{ end }}
 {{- toYaml $out }}
 {{- end }}
 
-{{/* RBAC rules of the operator in the namespaces whose CameraNodes it runs:
-     the plain manifest's cluster role minus Nodes, plus its workloads role. */}}
+{{/* RBAC rules of the operator in the namespaces whose CameraNodes it runs. */}}
 {{- define "facegrid.operator.watchRules" -}}
-{{ include "facegrid.operator.rbacRules" (dict "root" . "name" "facegrid-operator" "nodes" false) }}
-{{ include "facegrid.operator.rbacRules" (dict "root" . "name" "facegrid-operator-workloads") }}
+{{ include "facegrid.operator.rbacRules" (dict "root" . "name" "facegrid-operator") }}
 {{- end }}
 
 {{/* Cluster-scoped reads in every mode (Nodes). */}}
 {{- define "facegrid.operator.clusterRules" -}}
-{{ include "facegrid.operator.rbacRules" (dict "root" . "name" "facegrid-operator" "nodes" true) }}
+{{ include "facegrid.operator.rbacRules" (dict "root" . "name" "facegrid-operator-nodes") }}
 {{- end }}
 
 {{/* The signing key Secret and public-key ConfigMap, under this release's names. */}}

@@ -109,3 +109,6 @@ def test_dashboard_uses_the_api_prefix():
     app_js = (REPO / "services/facegrid_services/api/static/app.js").read_text()
     assert f'const API = "{contract.API_PREFIX}";' in app_js
     assert app_js.count(contract.API_PREFIX) == 1
+    for other in (REPO / "services/facegrid_services/api/static").glob("*.js"):
+        if other.name != "app.js":
+            assert contract.API_PREFIX not in other.read_text(), other

@@ -260,6 +260,7 @@ async function start() {
   every(5000, pollFleet);
   every(10000, pollAlerts);
   loadReport().catch(() => {});
+  document.dispatchEvent(new Event("facegrid:signed-in"));  // pages.js
 }
 function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
@@ -273,6 +274,7 @@ function signOut(message) {
   $("logout").hidden = true;
   $("login").hidden = false;
   $("login-error").textContent = message || "";
+  document.dispatchEvent(new Event("facegrid:signed-out"));
 }
 
 $("login-form").addEventListener("submit", async (ev) => {
