@@ -48,6 +48,7 @@ EMBEDDING_DTYPE = np.dtype("<f4")
 NORM_TOLERANCE = 0.05
 MAX_PAYLOAD_BYTES = 4096
 MAX_TOKEN_BYTES = 4096
+MAX_RESULT_BYTES = 256
 ENTRY_FIELDS = frozenset({"v", "token", "payload", "embedding"})
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -281,17 +282,23 @@ def _decode_track(t: Any) -> TrackSummary:
     return TrackSummary(frames, weight, fq)
 
 
-def _decode_payload(raw: bytes, version: bytes = b"1") -> tuple[EventPayload, datetime, datetime]:
-    if len(raw) > MAX_PAYLOAD_BYTES:
-        raise WireError(Reason.OVERSIZE, f"payload is {len(raw)} bytes (max {MAX_PAYLOAD_BYTES})")
+def _json_object(raw: bytes | str, what: str, max_bytes: int) -> dict:
+    """``raw`` as a JSON object of at most ``max_bytes`` (WireError saying what is wrong)."""
+    if len(raw) > max_bytes:
+        raise WireError(Reason.OVERSIZE, f"{what} is {len(raw)} bytes (max {max_bytes})")
     try:
         d = json.loads(raw, parse_int=_bounded_int)
     except WireError:
         raise
     except (ValueError, RecursionError):
-        raise WireError(Reason.BAD_JSON, "payload is not valid UTF-8 JSON") from None
+        raise WireError(Reason.BAD_JSON, f"{what} is not valid UTF-8 JSON") from None
     if type(d) is not dict:
-        raise WireError(Reason.WRONG_TYPE, "payload is not a JSON object")
+        raise WireError(Reason.WRONG_TYPE, f"{what} is not a JSON object")
+    return d
+
+
+def _decode_payload(raw: bytes, version: bytes = b"1") -> tuple[EventPayload, datetime, datetime]:
+    d = _json_object(raw, "payload", MAX_PAYLOAD_BYTES)
     fields = PAYLOAD_FIELDS_V2 if version == b"2" else PAYLOAD_FIELDS
     if d.keys() != fields:
         _check_keys(d, fields, "payload")
@@ -446,16 +453,7 @@ def result_json(event_id: str, track_id: int, recognised: bool) -> str:
 
 def decode_result(data: bytes | str) -> Result:
     """Parse a result message; raises :class:`WireError` for anything else."""
-    if len(data) > 256:
-        raise WireError(Reason.OVERSIZE, f"result is {len(data)} bytes")
-    try:
-        d = json.loads(data, parse_int=_bounded_int)
-    except WireError:
-        raise
-    except (ValueError, RecursionError):
-        raise WireError(Reason.BAD_JSON, "result is not JSON") from None
-    if type(d) is not dict:
-        raise WireError(Reason.WRONG_TYPE, "result is not a JSON object")
+    d = _json_object(data, "result", MAX_RESULT_BYTES)
     _check_keys(d, frozenset(Result.__dataclass_fields__), "result")
     event_id, track_id, ok = d["event_id"], d["track_id"], d["recognised"]
     if type(event_id) is not str or not _UUID_RE.match(event_id):
