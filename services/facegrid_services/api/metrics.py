@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from facegrid.tokens import TokenReason
+
 REQUESTS = Counter(
     "facegrid_server_http_requests_total",
     "HTTP requests by method, route template and status class.",
@@ -55,3 +57,8 @@ ROLE_FORBIDDEN = Counter(
 AUDIT_FAILURES = Counter(
     "facegrid_server_audit_failures_total",
     "Management writes whose audit entry could not be written.")
+
+
+# Refusal reasons exist at 0 from the start (dashboards, increase() in the alerts).
+for _reason in ("missing", *(r.value for r in TokenReason)):
+    TOKENS_REFUSED.labels(_reason)
