@@ -27,7 +27,13 @@ from facegrid_services.attendance import (
     is_intrusion,
 )
 from facegrid_services.store import db
-from facegrid_services.store.models import Alert, Embedding, RevokedToken, Sighting
+from facegrid_services.store.models import (
+    Alert,
+    Embedding,
+    RevokedNode,
+    RevokedToken,
+    Sighting,
+)
 
 log = logging.getLogger(__name__)
 _MIGRATION_LOCK_ID = 0x66616365  # "face": serialises replicas migrating one PostgreSQL
@@ -65,6 +71,11 @@ def gallery_rows(session: Session, model: str) -> list[tuple[int, bytes]]:
 
 def revoked_jtis(session: Session) -> list[str]:
     return list(session.scalars(select(RevokedToken.jti)))
+
+
+def revoked_nodes(session: Session) -> dict[str, float]:
+    """node id -> epoch seconds before which its tokens are revoked."""
+    return {r.node_id: r.not_before.timestamp() for r in session.scalars(select(RevokedNode))}
 
 
 #: Column order of the rows :func:`insert_sightings` takes.
