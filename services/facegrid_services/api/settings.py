@@ -49,6 +49,10 @@ class ServerSettings(BaseSettings):
     auth_failure_window_s: float = Field(default=60.0, gt=0)
     #: Revocations are reloaded from the database this often (pub/sub can miss some).
     revocation_reload_s: float = Field(default=30.0, gt=0)
+    #: Sightings of one person less than this many seconds apart are one stay on site;
+    #: time on site sums the stays. A door camera sees arrival and departure a workday
+    #: apart, so the default bridges a workday; a longer absence splits the stay.
+    attendance_visit_gap_s: float = Field(default=9 * 3600.0, gt=0, le=24 * 3600)
     #: DEBUG, INFO, WARNING or ERROR.
     log_level: str = "INFO"
 
