@@ -38,6 +38,7 @@ from .routers import (
     health,
     nodes,
     people,
+    presences,
     schedules,
     sightings,
     statuses,
@@ -181,8 +182,8 @@ def create_app(
                        auth_failure_window_s=settings.auth_failure_window_s)
     app.add_middleware(MetricsMiddleware)
     _install_error_handlers(app)
-    for module in (health, nodes, people, sightings, attendance, alerts, stream, tokens,
-                   api_tokens, groups, schedules, statuses):
+    for module in (health, nodes, people, sightings, presences, attendance, alerts, stream,
+                   tokens, api_tokens, groups, schedules, statuses):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)
