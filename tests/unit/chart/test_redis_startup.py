@@ -74,9 +74,12 @@ def test_chart_redis_starts_with_password_and_aof(helm, tmp_path):
     conf = conf.replace("port 6379", f"port {port}\nbind 127.0.0.1")
     (etc / "redis.conf").write_text(conf)
     script = script.replace("/run/redis", str(run)).replace("/etc/redis", str(etc))
-    proc = start(script, {"REDIS_PASSWORD": PASSWORD}, port)
+    roles = {"SERVER_PASSWORD": "srv1Pw1234", "WORKER_PASSWORD": "wrk1Pw1234",
+             "NODE_PASSWORD": "nod1Pw1234"}
+    proc = start(script, {"REDIS_PASSWORD": PASSWORD, **roles}, port)
     try:
         check_running(proc, port, data)
+        check_role_users(port, roles, None)  # one node user: any node's results channel
     finally:
         stop(proc)
 
@@ -100,7 +103,7 @@ def test_compose_redis_starts_with_password_and_aof(tmp_path):
         stop(proc)
 
 
-def check_role_users(port: int, passwords: dict[str, str], node_id: str) -> None:
+def check_role_users(port: int, passwords: dict[str, str], node_id: str | None) -> None:
     """Each role's user exists with exactly facegrid.acl's rules and its own password."""
     from facegrid import acl
 
