@@ -27,6 +27,7 @@ from .day_status import (
     CorrectionKind,
     DayStatus,
     Shift,
+    day_frames,
     day_start,
     local_instant,
     period_statuses,
@@ -143,8 +144,10 @@ def _as_day_correction(c: Correction) -> DayCorrection:
 
 def statuses(session: Session, person_ids: Sequence[int], first: date, last: date,
              site_tz: ZoneInfo, visit_gap: timedelta = DEFAULT_VISIT_GAP,
-             ) -> dict[int, list[DayStatus]]:
-    """Every person's status for every local day of [first, last]."""
+             now: datetime | None = None) -> dict[int, list[DayStatus]]:
+    """Every person's status for every local day of [first, last], judged at ``now``
+    (default: the current time: a day still to come is ``upcoming``, not absent)."""
+    now = datetime.now(UTC) if now is None else now
     if last < first:
         raise RuleError("bad_period", f"the period ends before it starts: {first} > {last}")
     scheds = schedules_of(session, person_ids)
@@ -152,18 +155,21 @@ def statuses(session: Session, person_ids: Sequence[int], first: date, last: dat
     hi = local_instant(last + timedelta(days=1), time(0), site_tz) + 2 * _MARGIN
     seen = spans(session, person_ids, lo, hi)
     fixes = corrections_of(session, person_ids, first, last)
-    closure_cache: dict[int | None, set[date]] = {}
+    # Everyone on one schedule shares its closures and day frames: computed once.
+    by_schedule: dict[int | None, tuple[DaySchedule, list]] = {}
     out = {}
     for pid in person_ids:
         row = scheds[pid]
         key = row.id if row is not None else None
-        if key not in closure_cache:
-            closure_cache[key] = closures_for(session, key, first, last)
-        sched = (to_day_schedule(row, closure_cache[key]) if row is not None
-                 else unscheduled(site_tz, closure_cache[key]))
+        if key not in by_schedule:
+            closed = closures_for(session, key, first, last)
+            sched = (to_day_schedule(row, closed) if row is not None
+                     else unscheduled(site_tz, closed))
+            by_schedule[key] = (sched, day_frames(first, last, sched))
+        sched, frames = by_schedule[key]
         visits = visits_from_presences(seen[pid], visit_gap)
         out[pid] = period_statuses(first, last, visits, sched,
-                                   [_as_day_correction(c) for c in fixes[pid]])
+                                   [_as_day_correction(c) for c in fixes[pid]], frames, now)
     return out
 
 

@@ -100,7 +100,7 @@ class CorrectionOut(BaseModel):
 
 class DayStatusOut(BaseModel):
     day: date
-    status: Literal["present", "late", "left_early", "absent", "off", "holiday"]
+    status: Literal["present", "late", "left_early", "absent", "off", "holiday", "upcoming"]
     first_in: datetime | None
     last_out: datetime | None
     first_in_local: str | None
