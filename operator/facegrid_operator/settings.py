@@ -79,8 +79,8 @@ class OperatorSettings(AdminTokenSettings, TokenAudienceSettings):
     http_timeout_s: float = Field(3.0, gt=0, le=60,
         description="Timeout of each call to the API server.")
     revoke_retries: int = Field(20, ge=0,
-        description="Delete keeps retrying the revocation this many times before letting the "
-                    "object go.")
+        description="Delete retries the revocation until the server confirms (the CameraNode "
+                    "stays); after this many tries each further failure is logged as an error.")
     revoke_backoff_s: float = Field(3.0, gt=0,
         description="Seconds between revocation retries on delete.")
 

@@ -35,8 +35,16 @@ class ServerSettings(AdminTokenSettings, SiteSettings, VerifierSettings, StoreSe
                     "Was FACEGRID_HEARTBEAT_INTERVAL, which is still read.")
     offline_after_s: float = Field(default=30.0, gt=0,
         description="A node with no heartbeat for this long is listed as offline.")
-    attendance_visit_gap_s: float = Field(
-        default=9 * 3600.0, gt=0, le=24 * 3600,
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024,
+        description="Largest request body accepted (413 beyond); read only after authentication.")
+    auth_failures_max: int = Field(default=30, ge=1,
+        description="Failed authentications one client may make per window before getting 429.")
+    auth_failure_window_s: float = Field(default=60.0, gt=0,
+        description="The window of auth_failures_max, in seconds.")
+    revocation_reload_s: float = Field(default=30.0, gt=0,
+        description="Revocations are reloaded from the database this often (pub/sub can miss "
+                    "some).")
+    attendance_visit_gap_s: float = Field(default=9 * 3600.0, gt=0, le=24 * 3600,
         description="Sightings of one person less than this many seconds apart are one stay on "
                     "site; time on site sums the stays. A door camera sees arrival and departure "
                     "a workday apart, so the default bridges a workday; a longer absence splits "

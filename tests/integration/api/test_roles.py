@@ -55,6 +55,7 @@ ROLE_TABLE: dict[tuple[str, str], str] = {
     ("POST", f"{API_PREFIX}/dead-letters/{{entry_id}}/replay"): ADMIN,
     ("DELETE", f"{API_PREFIX}/dead-letters/{{entry_id}}"): ADMIN,
     ("POST", f"{API_PREFIX}/tokens/revoke"): ADMIN,
+    ("POST", f"{API_PREFIX}/tokens/revoke-node"): ADMIN,
     ("GET", f"{API_PREFIX}/auth/me"): VIEW,
     ("GET", f"{API_PREFIX}/api-tokens"): ADMIN,
     ("POST", f"{API_PREFIX}/api-tokens"): ADMIN,
