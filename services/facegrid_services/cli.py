@@ -7,7 +7,7 @@ import importlib
 import typer
 
 _COMMANDS = ("facegrid_services.worker.cli", "facegrid_services.api.cli",
-             "facegrid_services.api.token_admin_cli",
+             "facegrid_services.api.token_admin_cli", "facegrid_services.notify.cli",
              "facegrid_services.enroll_cli")
 
 

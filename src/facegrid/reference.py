@@ -16,11 +16,13 @@ SETTINGS = (
     ("Edge node", "facegrid_node.settings", "NodeSettings", "facegrid node"),
     ("Classify worker", "facegrid_services.worker.settings", "WorkerSettings", "facegrid worker"),
     ("API server", "facegrid_services.api.settings", "ServerSettings", "facegrid server"),
+    ("Notifier", "facegrid_services.notify.settings", "NotifierSettings", "facegrid notifier"),
     ("Operator", "facegrid_operator.settings", "OperatorSettings", "facegrid operator"),
 )
 METRIC_MODULES = (
     ("Classify worker (:9101/metrics)", "facegrid_services.worker.metrics"),
     ("API server (:8000/metrics)", "facegrid_services.api.metrics"),
+    ("Notifier (:9103/metrics)", "facegrid_services.notify.metrics"),
     ("Operator (:9102/metrics)", "facegrid_operator.metrics"),
 )
 

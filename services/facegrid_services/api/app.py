@@ -39,6 +39,7 @@ from .routers import (
     sightings,
     stream,
     tokens,
+    webhooks,
 )
 from .settings import ServerSettings
 
@@ -172,7 +173,7 @@ def create_app(
     app.add_middleware(MetricsMiddleware)
     _install_error_handlers(app)
     for module in (health, nodes, people, sightings, attendance, alerts, stream, tokens,
-                   api_tokens):
+                   api_tokens, webhooks):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

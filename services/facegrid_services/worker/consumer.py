@@ -39,6 +39,7 @@ from sqlalchemy import exc as sa_exc
 from facegrid import keys, wire
 from facegrid.tokens import TokenVerifier
 from facegrid_services.attendance import Seen, attendance_time, plan_attendance
+from facegrid_services.notify import outbox as notify_outbox
 from facegrid_services.store import db, repo
 
 from . import metrics
@@ -404,11 +405,13 @@ class Worker:
         inserted: set[str] = set()
         seen: list[Seen] = []
         unknowns: list[tuple[datetime, str]] = []
+        presences: list[dict] = []  # notification outbox rows (one per stored event)
         with _stage("store"):
             if rows:
                 with self.engine.begin() as conn:
                     inserted = repo.insert_sightings(conn, rows)
-                    for (_sid, ev), person, ok in zip(events, persons, recognised, strict=True):
+                    for (_sid, ev), person, ok, score in zip(events, persons, recognised, scores,
+                                                             strict=True):
                         p = ev.payload
                         if p.event_id not in inserted:
                             continue
@@ -418,7 +421,12 @@ class Worker:
                             seen.append(Seen(person, t, p.lamport, p.node_id))
                         else:
                             unknowns.append((ev.corrected_at, p.node_id))
+                        presences.append(notify_outbox.presence_row(
+                            event_id=p.event_id, node_id=p.node_id, track_id=p.track_id,
+                            person_id=person if ok else None, score=score,
+                            at=ev.corrected_at))
                     repo.upsert_attendance(conn, plan_attendance(seen, self.tz, self._cooldown))
+                    notify_outbox.presences_stored(conn, presences)
                     if unknowns:
                         new_alerts, result.alerts = repo.raise_intruder_alerts(
                             conn, unknowns, count=self.settings.intruder_count,

@@ -54,6 +54,14 @@ ROLE_TABLE: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/api-tokens"): ADMIN,
     ("DELETE", "/api/v1/api-tokens/{token_id}"): ADMIN,
     ("GET", "/api/v1/audit"): ADMIN,
+    ("GET", "/api/v1/webhooks"): ADMIN,
+    ("POST", "/api/v1/webhooks"): ADMIN,
+    ("GET", "/api/v1/webhooks/{subscription_id}"): ADMIN,
+    ("PATCH", "/api/v1/webhooks/{subscription_id}"): ADMIN,
+    ("DELETE", "/api/v1/webhooks/{subscription_id}"): ADMIN,
+    ("GET", "/api/v1/webhooks/{subscription_id}/deliveries"): ADMIN,
+    ("POST", "/api/v1/webhooks/{subscription_id}/deliveries/{delivery_id}/replay"): ADMIN,
+    ("POST", "/api/v1/webhooks/{subscription_id}/replay"): ADMIN,
 }
 
 SAMPLES = {"person_id": "999", "node_id": "cam-1", "entry_id": "1-0", "alert_id": "999",

@@ -1,0 +1,214 @@
+"""The notifier loop: outbox → webhook deliveries and MQTT; deliveries → receivers.
+
+One asyncio loop (``facegrid notifier``, one replica): store work runs in
+threads, each webhook subscription delivers in its own task with at most
+``webhook_concurrency`` requests in flight, so a hanging receiver holds up only
+its own subscription, and never the worker, which only writes the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from facegrid import __version__
+from facegrid_services.store.models import (
+    NotifyOutbox,
+    NotifyState,
+    Person,
+    WebhookDelivery,
+)
+
+from . import cameras, metrics, signing, webhooks
+from .events import render
+from .settings import NotifierSettings
+
+log = logging.getLogger(__name__)
+MQTT_KEY = "mqtt_pseudonym_key"
+
+
+def mqtt_pseudonym_key(sessions: sessionmaker[Session], settings: NotifierSettings) -> bytes:
+    """The configured key, else one generated once and kept in the store."""
+    if settings.mqtt_pseudonym_key is not None:
+        return settings.mqtt_pseudonym_key.get_secret_value().encode()
+    with sessions() as s:
+        row = s.get(NotifyState, MQTT_KEY)
+        if row is None:
+            row = NotifyState(key=MQTT_KEY, value={"key": secrets.token_hex(32)})
+            s.add(row)
+            s.commit()
+        return bytes.fromhex(row.value["key"])
+
+
+class Notifier:
+    def __init__(self, settings: NotifierSettings, sessions: sessionmaker[Session], *,
+                 mqtt=None, now=lambda: datetime.now(UTC)) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.mqtt = mqtt
+        self.now = now
+        self._tasks: dict[int, asyncio.Task] = {}
+        self._last_camera_poll = 0.0
+        self._last_housekeeping = 0.0
+
+    # --- store work (threads) -------------------------------------------------------------
+    def fan_out_once(self) -> int:
+        """Move up to ``notify_batch`` outbox events to deliveries and MQTT; returns how many."""
+        s = self.settings
+        with self.sessions() as session:
+            events = list(session.scalars(select(NotifyOutbox).order_by(NotifyOutbox.id)
+                                          .limit(s.notify_batch)))
+            if not events:
+                metrics.OUTBOX_BACKLOG.set(0)
+                return 0
+            subs = [sub for sub in webhooks.list_subscriptions(session, active_only=True)
+                    if set(sub.events) & {e.type for e in events}]
+            person_ids = {e.person_id for e in events if e.person_id is not None}
+            names: dict[int, str] = {}
+            if person_ids and (any(sub.include_names for sub in subs)
+                               or (self.mqtt is not None and self.mqtt.include_names)):
+                names = dict(session.execute(select(Person.id, Person.name)
+                                             .where(Person.id.in_(person_ids))).all())
+            now = self.now()
+            webhooks.fan_out(session, events, subs, names, now)
+            if self.mqtt is not None:
+                for e in events:
+                    self.mqtt.publish_event(render(
+                        e.event_id, e.type, e.occurred_at, e.data,
+                        names=names if self.mqtt.include_names else None,
+                        pseudonym_key=self.mqtt.pseudonym_key))
+            session.execute(delete(NotifyOutbox).where(
+                NotifyOutbox.id.in_([e.id for e in events])))
+            session.commit()
+            for e in events:
+                metrics.EVENTS.labels(e.type).inc()
+            metrics.OUTBOX_BACKLOG.set(len(events) if len(events) == s.notify_batch else 0)
+            return len(events)
+
+    def poll_cameras(self) -> int:
+        with self.sessions() as session:
+            return len(cameras.poll(session, self.now(), self.settings.offline_after_s))
+
+    def sync_camera_states(self) -> None:
+        """At start: the retained MQTT camera topics (and discovery) from the known states."""
+        if self.mqtt is None:
+            return
+        with self.sessions() as session:
+            for node, st in cameras.known_states(session).items():
+                self.mqtt.camera_state(node, online=st["online"], activity=st["activity"])
+
+    def ready_subscriptions(self) -> list[tuple[int, str, str]]:
+        now = self.now()
+        with self.sessions() as session:
+            return [(sub.id, sub.url, sub.secret)
+                    for sub in webhooks.list_subscriptions(session, active_only=True)
+                    if sub.paused_until is None or sub.paused_until <= now]
+
+    def housekeeping(self) -> None:
+        with self.sessions() as session:
+            webhooks.purge_delivered(
+                session, self.now() - timedelta(days=self.settings.webhook_log_days))
+            counts = dict(session.execute(
+                select(WebhookDelivery.status, func.count())
+                .where(WebhookDelivery.status.in_([webhooks.PENDING, webhooks.DEAD]))
+                .group_by(WebhookDelivery.status)).all())
+        metrics.PENDING.set(counts.get(webhooks.PENDING, 0))
+        metrics.DEAD.set(counts.get(webhooks.DEAD, 0))
+
+    # --- delivery (async) -----------------------------------------------------------------
+    async def _post(self, http: httpx.AsyncClient, url: str, secret: str,
+                    d: webhooks.Due) -> webhooks.Result:
+        body = d.body.encode()
+        headers = {"content-type": "application/json",
+                   "user-agent": f"facegrid-webhooks/{__version__}",
+                   **signing.headers(secret, d.event_id, body)}
+        try:
+            r = await http.post(url, content=body, headers=headers)
+        except httpx.HTTPError as e:
+            return webhooks.Result(d.id, False, None, f"{type(e).__name__}: {e}"[:300])
+        if 200 <= r.status_code < 300:
+            return webhooks.Result(d.id, True, r.status_code)
+        return webhooks.Result(d.id, False, r.status_code, f"HTTP {r.status_code}")
+
+    async def deliver(self, http: httpx.AsyncClient, sub_id: int, url: str, secret: str) -> int:
+        batch = await asyncio.to_thread(self._due, sub_id)
+        if not batch:
+            return 0
+        results = await asyncio.gather(*(self._post(http, url, secret, d) for d in batch))
+        now = self.now()
+        delivered, failed, dead = await asyncio.to_thread(
+            self._record, sub_id, results, now)
+        metrics.DELIVERIES.labels("delivered").inc(delivered)
+        metrics.DELIVERIES.labels("failed").inc(failed)
+        metrics.DELIVERIES.labels("dead").inc(dead)
+        if failed or dead:
+            log.warning("webhook %d (%s): %d delivered, %d failed, %d dead; e.g. %s", sub_id,
+                        url, delivered, failed, dead,
+                        next(r.error for r in results if not r.ok))
+        return len(batch)
+
+    def _due(self, sub_id: int) -> list[webhooks.Due]:
+        with self.sessions() as session:
+            return webhooks.due(session, sub_id, self.now(), self.settings.webhook_concurrency)
+
+    def _record(self, sub_id: int, results, now: datetime) -> tuple[int, int, int]:
+        s = self.settings
+        with self.sessions() as session:
+            out = webhooks.record(session, sub_id, results, now,
+                                  max_attempts=s.webhook_max_attempts,
+                                  base=s.webhook_backoff_base_s, cap=s.webhook_backoff_max_s)
+            ids = [r.delivery_id for r in results if r.ok]
+            if ids:
+                for t in session.scalars(select(WebhookDelivery.created_at)
+                                         .where(WebhookDelivery.id.in_(ids))):
+                    metrics.LATENCY.observe(max(0.0, (now - t).total_seconds()))
+            return out
+
+    async def step(self, http: httpx.AsyncClient) -> bool:
+        """One round; True if there was work (the loop then goes on without sleeping)."""
+        busy = await asyncio.to_thread(self.fan_out_once) > 0
+        mono = time.monotonic()
+        if mono - self._last_camera_poll >= self.settings.camera_poll_interval_s:
+            self._last_camera_poll = mono
+            busy |= await asyncio.to_thread(self.poll_cameras) > 0
+        if mono - self._last_housekeeping >= 60:
+            self._last_housekeeping = mono
+            await asyncio.to_thread(self.housekeeping)
+        for sub_id, url, secret in await asyncio.to_thread(self.ready_subscriptions):
+            task = self._tasks.get(sub_id)
+            if task is None or task.done():
+                if task is not None and task.exception() is not None:
+                    log.error("webhook %d delivery round failed: %r", sub_id, task.exception())
+                self._tasks[sub_id] = asyncio.create_task(
+                    self.deliver(http, sub_id, url, secret), name=f"webhook-{sub_id}")
+        return busy
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        await asyncio.to_thread(self.sync_camera_states)
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+        async with httpx.AsyncClient(timeout=s.webhook_timeout_s, limits=limits,
+                                     follow_redirects=False) as http:
+            while not stop.is_set():
+                try:
+                    busy = await self.step(http)
+                except Exception:  # database away: log, wait, go on (nothing is lost)
+                    log.exception("notifier round failed; retrying")
+                    busy = False
+                    await asyncio.sleep(1.0)
+                if not busy:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), s.notify_poll_interval_s)
+            for task in self._tasks.values():
+                task.cancel()
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+
