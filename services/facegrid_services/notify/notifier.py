@@ -15,7 +15,6 @@ import secrets
 import time
 from datetime import UTC, datetime, timedelta
 
-import httpx
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,6 +28,7 @@ from facegrid_services.store.models import (
 
 from . import cameras, metrics, signing, webhooks
 from .events import render
+from .http import HttpError, HttpPool
 from .settings import NotifierSettings
 
 log = logging.getLogger(__name__)
@@ -105,10 +105,11 @@ class Notifier:
             for node, st in cameras.known_states(session).items():
                 self.mqtt.camera_state(node, online=st["online"], activity=st["activity"])
 
-    def ready_subscriptions(self) -> list[tuple[int, str, str]]:
+    def ready_subscriptions(self) -> list[tuple[int, str, str, bool]]:
+        """(id, url, secret, failing) of active subscriptions not backing off now."""
         now = self.now()
         with self.sessions() as session:
-            return [(sub.id, sub.url, sub.secret)
+            return [(sub.id, sub.url, sub.secret, sub.consecutive_failures > 0)
                     for sub in webhooks.list_subscriptions(session, active_only=True)
                     if sub.paused_until is None or sub.paused_until <= now]
 
@@ -124,28 +125,44 @@ class Notifier:
         metrics.DEAD.set(counts.get(webhooks.DEAD, 0))
 
     # --- delivery (async) -----------------------------------------------------------------
-    async def _post(self, http: httpx.AsyncClient, url: str, secret: str,
+    async def _post(self, http: HttpPool, url: str, secret: str,
                     d: webhooks.Due) -> webhooks.Result:
         body = d.body.encode()
-        headers = {"content-type": "application/json",
-                   "user-agent": f"facegrid-webhooks/{__version__}",
+        headers = {"Content-Type": "application/json",
+                   "User-Agent": f"facegrid-webhooks/{__version__}",
                    **signing.headers(secret, d.event_id, body)}
         try:
-            r = await http.post(url, content=body, headers=headers)
-        except httpx.HTTPError as e:
+            code = await http.post(url, body, headers)
+        except TimeoutError:
+            return webhooks.Result(d.id, False, None,
+                                   f"timed out after {self.settings.webhook_timeout_s:g} s")
+        except (OSError, HttpError, ValueError) as e:
             return webhooks.Result(d.id, False, None, f"{type(e).__name__}: {e}"[:300])
-        if 200 <= r.status_code < 300:
-            return webhooks.Result(d.id, True, r.status_code)
-        return webhooks.Result(d.id, False, r.status_code, f"HTTP {r.status_code}")
+        if 200 <= code < 300:
+            return webhooks.Result(d.id, True, code)
+        return webhooks.Result(d.id, False, code, f"HTTP {code}")
 
-    async def deliver(self, http: httpx.AsyncClient, sub_id: int, url: str, secret: str) -> int:
-        batch = await asyncio.to_thread(self._due, sub_id)
+    async def deliver(self, http: HttpPool, sub_id: int, url: str, secret: str,
+                      failing: bool = False) -> int:
+        """One round for one subscription: up to ``webhook_batch`` due deliveries, at most
+        ``webhook_concurrency`` in flight, outcomes stored in one transaction.  While the
+        receiver is failing, one delivery probes it; the backlog follows once it answers."""
+        batch = await asyncio.to_thread(self._due, sub_id, 1 if failing else None)
         if not batch:
             return 0
-        results = await asyncio.gather(*(self._post(http, url, secret, d) for d in batch))
+        gate = asyncio.Semaphore(self.settings.webhook_concurrency)
+
+        async def one(d: webhooks.Due) -> webhooks.Result:
+            async with gate:
+                return await self._post(http, url, secret, d)
+
+        results = await asyncio.gather(*(one(d) for d in batch))
         now = self.now()
-        delivered, failed, dead = await asyncio.to_thread(
-            self._record, sub_id, results, now)
+        delivered, failed, dead = await asyncio.to_thread(self._record, sub_id, results, now)
+        created = {d.id: d.created_at for d in batch}
+        for r in results:
+            if r.ok and created.get(r.delivery_id) is not None:
+                metrics.LATENCY.observe(max(0.0, (now - created[r.delivery_id]).total_seconds()))
         metrics.DELIVERIES.labels("delivered").inc(delivered)
         metrics.DELIVERIES.labels("failed").inc(failed)
         metrics.DELIVERIES.labels("dead").inc(dead)
@@ -155,24 +172,19 @@ class Notifier:
                         next(r.error for r in results if not r.ok))
         return len(batch)
 
-    def _due(self, sub_id: int) -> list[webhooks.Due]:
+    def _due(self, sub_id: int, limit: int | None = None) -> list[webhooks.Due]:
         with self.sessions() as session:
-            return webhooks.due(session, sub_id, self.now(), self.settings.webhook_concurrency)
+            return webhooks.due(session, sub_id, self.now(),
+                                limit or self.settings.webhook_batch)
 
     def _record(self, sub_id: int, results, now: datetime) -> tuple[int, int, int]:
         s = self.settings
         with self.sessions() as session:
-            out = webhooks.record(session, sub_id, results, now,
-                                  max_attempts=s.webhook_max_attempts,
-                                  base=s.webhook_backoff_base_s, cap=s.webhook_backoff_max_s)
-            ids = [r.delivery_id for r in results if r.ok]
-            if ids:
-                for t in session.scalars(select(WebhookDelivery.created_at)
-                                         .where(WebhookDelivery.id.in_(ids))):
-                    metrics.LATENCY.observe(max(0.0, (now - t).total_seconds()))
-            return out
+            return webhooks.record(session, sub_id, results, now,
+                                   max_attempts=s.webhook_max_attempts,
+                                   base=s.webhook_backoff_base_s, cap=s.webhook_backoff_max_s)
 
-    async def step(self, http: httpx.AsyncClient) -> bool:
+    async def step(self, http: HttpPool) -> bool:
         """One round; True if there was work (the loop then goes on without sleeping)."""
         busy = await asyncio.to_thread(self.fan_out_once) > 0
         mono = time.monotonic()
@@ -182,21 +194,20 @@ class Notifier:
         if mono - self._last_housekeeping >= 60:
             self._last_housekeeping = mono
             await asyncio.to_thread(self.housekeeping)
-        for sub_id, url, secret in await asyncio.to_thread(self.ready_subscriptions):
+        for sub_id, url, secret, failing in await asyncio.to_thread(self.ready_subscriptions):
             task = self._tasks.get(sub_id)
             if task is None or task.done():
                 if task is not None and task.exception() is not None:
                     log.error("webhook %d delivery round failed: %r", sub_id, task.exception())
                 self._tasks[sub_id] = asyncio.create_task(
-                    self.deliver(http, sub_id, url, secret), name=f"webhook-{sub_id}")
+                    self.deliver(http, sub_id, url, secret, failing), name=f"webhook-{sub_id}")
         return busy
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
         await asyncio.to_thread(self.sync_camera_states)
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-        async with httpx.AsyncClient(timeout=s.webhook_timeout_s, limits=limits,
-                                     follow_redirects=False) as http:
+        http = HttpPool(s.webhook_timeout_s)
+        try:
             while not stop.is_set():
                 try:
                     busy = await self.step(http)
@@ -207,8 +218,10 @@ class Notifier:
                 if not busy:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), s.notify_poll_interval_s)
+        finally:
             for task in self._tasks.values():
                 task.cancel()
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            http.close()
 
 

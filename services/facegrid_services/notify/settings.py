@@ -36,6 +36,8 @@ class NotifierSettings(BaseSettings):
     webhook_backoff_max_s: float = Field(default=300.0, gt=0)
     #: Requests in flight per subscription.
     webhook_concurrency: int = Field(default=16, ge=1, le=256)
+    #: Due deliveries taken per round per subscription (outcomes stored in one transaction).
+    webhook_batch: int = Field(default=256, ge=1, le=10_000)
     #: Delivered log entries are kept this many days (dead letters until replayed or deleted).
     webhook_log_days: float = Field(default=7.0, gt=0)
 

@@ -52,7 +52,7 @@ class Due:
     id: int
     event_id: str
     body: str
-    occurred_at: datetime | None = None
+    created_at: datetime | None = None
 
 
 def check_url(url: str) -> str:
@@ -170,10 +170,10 @@ def pseudonym_key(secret: str) -> bytes:
 
 def due(session: Session, sub_id: int, now: datetime, limit: int) -> list[Due]:
     d = WebhookDelivery
-    q = (select(d.id, d.event_id, d.body).where(
+    q = (select(d.id, d.event_id, d.body, d.created_at).where(
         d.subscription_id == sub_id, d.status == PENDING, d.next_attempt_at <= now)
         .order_by(d.id).limit(limit))
-    return [Due(i, e, b) for i, e, b in session.execute(q)]
+    return [Due(i, e, b, c) for i, e, b, c in session.execute(q)]
 
 
 def backoff(n: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -188,13 +188,15 @@ def record(session: Session, sub_id: int, results: Sequence[Result], now: dateti
     d = WebhookDelivery
     delivered = failed = dead = 0
     ok_ids = [r.delivery_id for r in results if r.ok]
-    if ok_ids:
-        status_of = {r.delivery_id: r.status for r in results if r.ok}
-        for did in ok_ids:
-            session.execute(update(d).where(d.id == did).values(
-                status=DELIVERED, attempts=d.attempts + 1, last_attempt_at=now,
-                delivered_at=now, last_status=status_of[did], last_error=""))
-        delivered = len(ok_ids)
+    by_status: dict[int | None, list[int]] = {}
+    for r in results:
+        if r.ok:
+            by_status.setdefault(r.status, []).append(r.delivery_id)
+    for code, ids in by_status.items():  # one UPDATE per status code (usually one)
+        session.execute(update(d).where(d.id.in_(ids)).values(
+            status=DELIVERED, attempts=d.attempts + 1, last_attempt_at=now,
+            delivered_at=now, last_status=code, last_error=""))
+    delivered = len(ok_ids)
     for r in results:
         if r.ok:
             continue
@@ -214,7 +216,11 @@ def record(session: Session, sub_id: int, results: Sequence[Result], now: dateti
             sub.paused_until = now + timedelta(
                 seconds=backoff(sub.consecutive_failures, base, cap))
         elif sub.consecutive_failures or sub.paused_until:
+            # The receiver is back: the backlog that waited on its own backoff goes now.
             sub.consecutive_failures, sub.paused_until = 0, None
+            session.execute(update(d).where(
+                d.subscription_id == sub_id, d.status == PENDING, d.next_attempt_at > now)
+                .values(next_attempt_at=now))
     session.commit()
     return delivered, failed, dead
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 from facegrid_services.notify import outbox
+from facegrid_services.notify.http import HttpPool
 from facegrid_services.notify.notifier import Notifier
 from facegrid_services.notify.settings import NotifierSettings
 from typer.testing import CliRunner
@@ -22,17 +22,17 @@ def notifier_round(api, settings: NotifierSettings, rounds: int = 3) -> None:
     service = Notifier(settings, api.sessions)
 
     async def go():
-        async with httpx.AsyncClient(timeout=5) as http:
-            for _ in range(rounds):
-                await service.step(http)
-                await asyncio.sleep(0.2)
-            await asyncio.gather(*service._tasks.values())
+        http = HttpPool(5.0)
+        for _ in range(rounds):
+            await service.step(http)
+            await asyncio.sleep(0.2)
+        await asyncio.gather(*service._tasks.values())
+        http.close()
 
     asyncio.run(go())
 
 
 def queue_unknown(api, n: int) -> list[str]:
-    ids = []
     with api.sessions() as s:
         rows = [outbox.presence_row(event_id=f"ev-{i}", node_id="cam-1", track_id=i,
                                     person_id=None, score=0.2, at=datetime.now(UTC))
