@@ -55,12 +55,12 @@ def main() -> int:
     args = ap.parse_args()
 
     import cv2
-    from facegrid_node.faces import load_analyzer, set_threads
     from facegrid_node.motion import IdleController, MotionDetector
     from facegrid_node.pipeline import FramePipeline
     from facegrid_node.quality import DarknessGate
     from facegrid_node.settings import NodeSettings
     from facegrid_node.tracker import IoUTracker, SendRule
+    from facegrid_vision.faces import load_analyzer, set_threads
 
     from facegrid.logs import configure
 

@@ -48,7 +48,7 @@ class NodeAgent:
         self._token_reloads = self.token.reloads
         m.token_reloads.labels(nid).inc(self.token.reloads)
         if analyzer is None:
-            from facegrid_node.faces import load_analyzer
+            from facegrid_vision.faces import load_analyzer
 
             analyzer = load_analyzer(settings.weights, model_id=settings.model_id,
                                      min_face_size=settings.min_face_size,

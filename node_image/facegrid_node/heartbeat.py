@@ -108,7 +108,11 @@ class HeartbeatClient:
             log.warning("heartbeat reply is not a HeartbeatReply: %s", str(e)[:200])
             return False
         self.drift.add(t_send, reply.server_time, max(t_recv, t_send))
+        ignored = self.lamport.ignored
         self.lamport.observe(reply.lamport_max)
+        if self.lamport.ignored > ignored:
+            log.warning("ignoring an implausible Lamport maximum %d from the server",
+                        reply.lamport_max)
         if reply.heartbeat_interval_s > 0:
             self.interval_s = min(max(reply.heartbeat_interval_s, 0.5), 300.0)
         if not self.server_ok:

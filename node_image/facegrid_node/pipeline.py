@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from facegrid_vision.faces import Detector, Embedder
 
 from facegrid.contract import NodeState
-from facegrid_node.faces import Detector, Embedder
 from facegrid_node.motion import IdleController, MotionDetector, Transition
 from facegrid_node.quality import DarknessGate, FrameQuality, brightness, grey, region_quality
 from facegrid_node.tracker import IoUTracker, SendRule, Track

@@ -1,7 +1,10 @@
 """Getting events onto the Redis stream, surviving Redis outages.
 
 :class:`RedisPublisher` keeps a bounded in-memory buffer and a background
-thread that XADDs buffered entries (approximate MAXLEN) in pipelines.  When
+thread that XADDs buffered entries in pipelines.  It never trims the stream
+(``maxlen`` 0, the default): the worker deletes what it has acknowledged, so a
+node can never delete events nobody has read; Redis' ``maxmemory`` bounds the
+stream, and a refused XADD keeps the events buffered (then dropped by age, counted).  When
 Redis is away it retries with exponential backoff; when the buffer is full the
 oldest event is dropped, and events older than ``max_age_s`` are dropped before
 sending, each counted by reason.  Nothing is ever written to disk.
@@ -30,7 +33,7 @@ class EventPublisher(Protocol):
 
 
 class RedisPublisher:
-    def __init__(self, redis_url: str, *, maxlen: int = 100_000, buffer_size: int = 1000,
+    def __init__(self, redis_url: str, *, maxlen: int = 0, buffer_size: int = 1000,
                  max_age_s: float = 300.0, stream: str = keys.EVENTS_STREAM,
                  on_sent: Callable[[int], None] | None = None,
                  on_dropped: Callable[[str, int], None] | None = None,
@@ -104,7 +107,10 @@ class RedisPublisher:
             try:
                 pipe = self._redis.pipeline(transaction=False)
                 for _, fields in batch:
-                    pipe.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
+                    if self.maxlen:
+                        pipe.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
+                    else:
+                        pipe.xadd(self.stream, fields)
                 pipe.execute()
             except self._response_error as e:
                 # Redis refused the entries (e.g. wrong password, OOM): keep them, retry.

@@ -1,6 +1,6 @@
 """Per-event results from the worker: recognised yes/no per track, never a name.
 
-The worker publishes JSON ``{"event_id", "track_id", "recognised"}`` on
+The worker publishes :class:`facegrid.wire.Result` messages on
 :func:`facegrid.keys.results_channel`; :class:`ResultsListener` keeps the
 latest answer per track (bounded) for the preview window and the metrics.
 """
@@ -8,13 +8,12 @@ latest answer per track (bounded) for the preview window and the metrics.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
-from facegrid import keys
+from facegrid import keys, wire
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +44,11 @@ class ResultsListener:
     def handle(self, data: bytes | str) -> bool:
         """Apply one message; False (and a log line) for a malformed one."""
         try:
-            msg = json.loads(data)
-            track_id, ok = msg["track_id"], msg["recognised"]
-            if not isinstance(track_id, int) or not isinstance(ok, bool):
-                raise TypeError("track_id must be an int and recognised a bool")
-        except (ValueError, KeyError, TypeError) as e:
+            result = wire.decode_result(data)
+        except wire.WireError as e:
             log.warning("ignoring malformed result on %s: %s", self.channel, e)
             return False
+        track_id, ok = result.track_id, result.recognised
         with self._lock:
             self._by_track[track_id] = ok
             self._by_track.move_to_end(track_id)

@@ -7,32 +7,14 @@ one :class:`NodeSettings` and passes it down.
 
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from facegrid_vision.models import MODEL_ID_RE
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 NODE_ID_PATTERN = r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"
-MODEL_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-
-#: Embedding model ids (a gallery built with one must never be matched with another).
-CASIA_MODEL_ID = "facenet-casia-webface"
-VGGFACE2_MODEL_ID = "facenet-vggface2"
-
-
-def cache_dir() -> Path:
-    """``${FACEGRID_CACHE:-~/.cache/facegrid}``."""
-    return Path(os.environ.get("FACEGRID_CACHE") or Path.home() / ".cache" / "facegrid")
-
-
-def test_weights_path() -> Path:
-    """Where ``facegrid models ensure-test-weights`` writes the converted CASIA weights."""
-    return cache_dir() / "weights" / f"{CASIA_MODEL_ID}.pt"
-
-
 class NodeSettings(BaseSettings):
     """Configuration of one camera node."""
 
@@ -97,7 +79,9 @@ class NodeSettings(BaseSettings):
     track_max_age_s: float = Field(1.5, gt=0, description="Forget a track unseen this long.")
 
     # --- transport -----------------------------------------------------------
-    stream_maxlen: int = Field(100_000, ge=100, description="Approximate MAXLEN of the stream.")
+    stream_maxlen: int = Field(0, ge=0, description=(
+        "Approximate MAXLEN on XADD; 0 (default): never trim (the worker trims what it "
+        "acknowledged, so a node never deletes unread events)."))
     buffer_size: int = Field(1000, ge=1, le=1_000_000, description="Events kept while Redis "
                              "is away.")
     max_event_age_s: float = Field(300.0, gt=0, description="Buffered events older than this "

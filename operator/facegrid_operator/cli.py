@@ -35,3 +35,14 @@ def register(app: typer.Typer) -> None:
         if settings.metrics_port:
             start_http_server(settings.metrics_port)
         run(settings)
+
+
+def reference() -> list:
+    """Settings and metrics of the operator (``facegrid.reference``)."""
+    from facegrid.plugins import MetricsDoc, SettingsDoc
+    from facegrid.reference import metric_objects
+    from facegrid_operator import metrics
+    from facegrid_operator.settings import OperatorSettings
+
+    return [SettingsDoc(40, "Operator", "facegrid operator", OperatorSettings),
+            MetricsDoc(40, "Operator (:9102/metrics)", metric_objects(vars(metrics)))]

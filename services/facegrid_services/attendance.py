@@ -3,11 +3,12 @@
 * Attendance is per person per *site-local* day.  Check-in is the earliest
   sighting, check-out the latest, ordered by ``(time, lamport)``: equal times
   are ordered by the Lamport value.
-* A sighting whose ``corrected_utc`` lies more than ``clock_tolerance`` in the
-  future of the worker's clock comes from a node whose clock is suspect; its
-  attendance time is the worker's receive time instead (the event kept all
-  its own times in the sighting for audit).  Events in the past are never
-  suspect: a backlog replayed after an outage is legitimately old.
+* Times are judged against the event's arrival in Redis (its stream id time),
+  not the worker's clock, so a backlog processed hours later is judged as it
+  arrived.  A sighting whose ``corrected_utc`` lies more than ``clock_tolerance``
+  after its arrival, or more than ``max_age`` before it (a node buffers events
+  for minutes: older is back-dated), is suspect; its attendance time is the
+  arrival instead (the sighting keeps all its own times for audit).
 * Sightings closer than ``cooldown`` to each other merge into one visit
   (``attendance.sightings`` counts visits, not frames).
 * Intruder: ``count`` unknown sightings within ``window`` seconds, across all
@@ -51,11 +52,19 @@ class AttendanceUpdate:
     merge_before: datetime
 
 
-def attendance_time(corrected: datetime, received: datetime,
-                    clock_tolerance: timedelta) -> tuple[datetime, bool]:
-    """``(time used for attendance, clock suspect?)``."""
-    if corrected - received > clock_tolerance:
-        return received, True
+def attendance_time(corrected: datetime, arrival: datetime, clock_tolerance: timedelta,
+                    max_age: timedelta | None = None) -> tuple[datetime, bool]:
+    """``(time used for attendance, clock suspect?)``.
+
+    ``arrival``: when the event reached Redis (its stream id time).  A corrected time
+    more than ``clock_tolerance`` after it, or more than ``max_age`` before it (nodes
+    buffer events for minutes, so an older one is back-dated), is suspect: attendance
+    uses the arrival.
+    """
+    if corrected - arrival > clock_tolerance:
+        return arrival, True
+    if max_age is not None and arrival - corrected > max_age:
+        return arrival, True
     return corrected, False
 
 

@@ -46,7 +46,8 @@ def enroll(
         typer.echo("error: give --admin-token or --admin-token-file", err=True)
         raise typer.Exit(2)
     try:
-        from facegrid_node.faces import load_analyzer, resolve_weights
+        from facegrid_vision.faces import load_analyzer
+        from facegrid_vision.models import resolve_weights
     except ModuleNotFoundError as e:
         typer.echo(f"error: enrollment needs the node extra (pip install 'facegrid[node]'): {e}",
                    err=True)

@@ -1,7 +1,9 @@
 """The ``facegrid`` console script: wiring only; every command lives in its component.
 
-Component CLIs import heavy libraries (torch, FastAPI, kopf) inside their
-commands, so ``facegrid token`` starts fast on any install.
+Components register their sub-commands through the ``facegrid.commands`` entry
+points (:mod:`facegrid.plugins`).  Their CLIs import heavy libraries (onnxruntime,
+torch, FastAPI, kopf) inside their commands, so ``facegrid token`` starts fast
+on any install.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from facegrid import __version__, logs
+from facegrid import __version__, logs, plugins
 
 app = typer.Typer(
     name="facegrid",
@@ -36,23 +38,14 @@ def version() -> None:
 
 def _register() -> None:
     from facegrid.token_cli import app as token_app
+    from facegrid.up import register as register_up
 
     app.add_typer(token_app, name="token")
-    # Component commands register below (each in its own package).
-    for module, attr in (
-        ("facegrid_node.cli", "register"),
-        ("facegrid_services.cli", "register"),
-        ("facegrid_operator.cli", "register"),
-        ("facegrid.up", "register"),
-    ):
-        try:
-            mod = __import__(module, fromlist=[attr])
-        except ModuleNotFoundError as e:
-            # Only a missing *component* (its extra not installed) is tolerated.
-            if e.name is None or not module.startswith(e.name):
-                raise
-            continue
-        getattr(mod, attr)(app)
+    register_up(app)
+    # Component commands (node, models, worker, server, enroll, operator) come
+    # from the "facegrid.commands" entry points: the core imports no component.
+    for _name, register in plugins.load(plugins.COMMANDS):
+        register(app)
 
 
 _register()

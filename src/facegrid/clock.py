@@ -19,7 +19,11 @@ from datetime import UTC, datetime, timedelta
 from statistics import median
 from zoneinfo import ZoneInfo
 
-from facegrid.wire import format_time
+from facegrid.wire import MAX_LAMPORT, format_time
+
+#: A Lamport maximum above this (from a heartbeat reply) is implausible and ignored: a
+#: node that jumped there would leave the wire's range within 2**32 events.
+LAMPORT_OBSERVE_LIMIT = MAX_LAMPORT - 2**32
 
 _uuid_lock = threading.Lock()
 _last_ms = 0
@@ -61,12 +65,15 @@ class LamportClock:
 
     ``tick()`` before every event; ``observe(v)`` when a message carrying
     another process's highest value arrives (the node jumps to
-    ``max(local, v) + 1``).
+    ``max(local, v) + 1``).  A value outside ``[0, LAMPORT_OBSERVE_LIMIT]`` is
+    ignored and counted in ``ignored`` (a poisoned fleet maximum must never push
+    a node out of the wire's range); ticks saturate at ``wire.MAX_LAMPORT``.
     """
 
     def __init__(self, start: int = 0) -> None:
         self._value = start
         self._lock = threading.Lock()
+        self.ignored = 0
 
     @property
     def value(self) -> int:
@@ -74,12 +81,15 @@ class LamportClock:
 
     def tick(self) -> int:
         with self._lock:
-            self._value += 1
+            self._value = min(self._value + 1, MAX_LAMPORT)
             return self._value
 
     def observe(self, other: int) -> int:
         with self._lock:
-            self._value = max(self._value, int(other)) + 1
+            if not 0 <= int(other) <= LAMPORT_OBSERVE_LIMIT:
+                self.ignored += 1
+                return self._value
+            self._value = min(max(self._value, int(other)) + 1, MAX_LAMPORT)
             return self._value
 
 

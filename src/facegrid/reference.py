@@ -7,24 +7,18 @@ fails when the committed files are stale, so the reference cannot drift.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
-#: (component, module, Settings class, command)
-SETTINGS = (
-    ("Edge node", "facegrid_node.settings", "NodeSettings", "facegrid node"),
-    ("Classify worker", "facegrid_services.worker.settings", "WorkerSettings", "facegrid worker"),
-    ("API server", "facegrid_services.api.settings", "ServerSettings", "facegrid server"),
-    ("Notifier", "facegrid_services.notify.settings", "NotifierSettings", "facegrid notifier"),
-    ("Operator", "facegrid_operator.settings", "OperatorSettings", "facegrid operator"),
-)
-METRIC_MODULES = (
-    ("Classify worker (:9101/metrics)", "facegrid_services.worker.metrics"),
-    ("API server (:8000/metrics)", "facegrid_services.api.metrics"),
-    ("Notifier (:9103/metrics)", "facegrid_services.notify.metrics"),
-    ("Operator (:9102/metrics)", "facegrid_operator.metrics"),
-)
+from facegrid import plugins
+
+
+def _docs() -> list:
+    """Every component's SettingsDoc/MetricsDoc (``facegrid.reference`` entry points)."""
+    out = []
+    for _name, reference in plugins.load(plugins.REFERENCE):
+        out += reference()
+    return sorted(out, key=lambda d: d.order)
 
 
 def _cell(text: object) -> str:
@@ -67,8 +61,10 @@ def configuration_md() -> str:
            "Generated from the Settings classes by `python -m facegrid.reference`; a test keeps",
            "it current. Every setting is an environment variable (prefix `FACEGRID_`);",
            "the commands also take the common ones as options (`--help`).", ""]
-    for title, module, cls_name, command in SETTINGS:
-        cls = getattr(importlib.import_module(module), cls_name)
+    for doc in _docs():
+        if not isinstance(doc, plugins.SettingsDoc):
+            continue
+        title, command, cls = doc.title, doc.command, doc.settings
         comments = _field_comments(cls)
         out += [f"## {title} — `{command}`", "", "| variable | default | meaning |",
                 "| --- | --- | --- |"]
@@ -79,7 +75,8 @@ def configuration_md() -> str:
     return "\n".join(out)
 
 
-def _metric_objects(namespace: dict) -> list:
+def metric_objects(namespace: dict) -> list:
+    """The prometheus metric objects among ``namespace``'s values, sorted by name."""
     from prometheus_client.metrics import MetricWrapperBase
 
     found = [v for v in namespace.values() if isinstance(v, MetricWrapperBase)]
@@ -87,14 +84,10 @@ def _metric_objects(namespace: dict) -> list:
 
 
 def metrics_md() -> str:
-    from facegrid_node.metrics import NodeMetrics
-
     out = ["# Metrics reference", "",
            "Generated from the code by `python -m facegrid.reference`; a test keeps it current.",
            "Labels are bounded (node, stage, reason, state…), never a person's name.", ""]
-    sections = [("Edge node (:9100/metrics)", _metric_objects(vars(NodeMetrics("reference"))))]
-    for title, module in METRIC_MODULES:
-        sections.append((title, _metric_objects(vars(importlib.import_module(module)))))
+    sections = [(d.title, d.metrics) for d in _docs() if isinstance(d, plugins.MetricsDoc)]
     for title, metrics in sections:
         out += [f"## {title}", "", "| metric | type | labels | meaning |",
                 "| --- | --- | --- | --- |"]

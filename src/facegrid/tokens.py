@@ -174,17 +174,21 @@ def _b64json(segment: str) -> dict:
 class TokenVerifier:
     """Verify node JWTs with the public key only.
 
-    ``is_revoked(jti)`` is consulted on every call (it should be a set lookup);
+    ``is_revoked(jti)`` is consulted on every call (it should be a set lookup), and so is
+    ``node_not_before(node_id)``: the revocation of a whole node, every token issued
+    before that instant (epoch seconds) refused, None when the node has none;
     the signature check, the expensive part, is cached per token string.
     """
 
     def __init__(self, public_key: Ed25519PublicKey, *, audience: str = DEFAULT_AUDIENCE,
                  leeway: float = 30.0, is_revoked: Callable[[str], bool] | None = None,
+                 node_not_before: Callable[[str], float | None] | None = None,
                  cache_size: int = 8192, clock: Callable[[], float] = time.time) -> None:
         self._key = public_key
         self._audience = audience
         self._leeway = leeway
         self._is_revoked = is_revoked or (lambda _jti: False)
+        self._node_not_before = node_not_before or (lambda _node: None)
         self._clock = clock
         self._cache: OrderedDict[str, Claims] = OrderedDict()
         self._cache_size = cache_size
@@ -233,8 +237,12 @@ class TokenVerifier:
         return Claims(node_id=raw["node_id"], audience=aud, issued_at=raw["iat"],
                       not_before=nbf, expires_at=raw["exp"], jti=raw["jti"], raw=raw)
 
-    def verify(self, token: str, node_id: str | None = None) -> Claims:
-        """Return the claims, or raise :class:`TokenError` saying exactly why not."""
+    def verify(self, token: str, node_id: str | None = None, *, at: float | None = None) -> Claims:
+        """Return the claims, or raise :class:`TokenError` saying exactly why not.
+
+        ``at``: the instant (epoch seconds) validity is judged at; the worker passes an
+        entry's arrival time (its stream id), so an honest backlog is not judged expired.
+        """
         if not isinstance(token, str) or not token or len(token) > 4096:
             raise TokenError(TokenReason.MALFORMED, "token is empty or too long")
         claims = self._cache.get(token)
@@ -244,7 +252,7 @@ class TokenVerifier:
                 self._cache[token] = claims
                 if len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
-        now = self._clock()
+        now = self._clock() if at is None else at
         if claims.audience != self._audience:
             raise TokenError(TokenReason.WRONG_AUDIENCE,
                              f"audience {claims.audience!r} is not {self._audience!r}")
@@ -258,6 +266,11 @@ class TokenVerifier:
                              f"token is for node {claims.node_id!r}, not {node_id!r}")
         if self._is_revoked(claims.jti):
             raise TokenError(TokenReason.REVOKED, f"token {claims.jti} was revoked")
+        cutoff = self._node_not_before(claims.node_id)
+        if cutoff is not None and claims.issued_at < cutoff:
+            raise TokenError(TokenReason.REVOKED,
+                             f"tokens of node {claims.node_id!r} issued before {int(cutoff)} "
+                             "were revoked")
         return claims
 
 

@@ -267,14 +267,18 @@ class Stack:
         return child
 
     def model_id(self) -> str | None:
-        """The embedding model id the nodes will use (the worker must match it)."""
+        """The embedding model id the nodes will use (the worker must match it).
+
+        Asked of ``facegrid models id`` (the shared vision package resolves it;
+        the core imports no component)."""
         if not self.plan.weights:
             return None
-        try:
-            from facegrid_node.faces import resolve_weights
-        except ImportError:
-            return None
-        return resolve_weights(self.plan.weights)[0]
+        r = subprocess.run(self.facegrid("models", "id", *self.weights_args()),
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError(f"cannot use --weights {self.plan.weights}: "
+                               f"{r.stderr.strip() or r.returncode}")
+        return r.stdout.strip()
 
     def weights_args(self) -> list[str]:
         return ["--weights", self.plan.weights] if self.plan.weights else []

@@ -47,6 +47,11 @@ _MAX_TIME = datetime(2100, 1, 1, tzinfo=UTC)
 _DRIFT_CONSISTENCY_MS = 1.0
 #: A node clock further off than this is not drift but a broken clock.
 MAX_DRIFT_MS = 7 * 24 * 3600 * 1000.0
+#: Highest Lamport value on the wire (exact in a double, far inside int64/BIGINT).
+MAX_LAMPORT = 2**53
+#: A JSON integer literal with more digits than this is refused before conversion
+#: (int64 has 19 digits; 10**400 must never reach float()).
+_MAX_INT_DIGITS = 20
 
 
 class Reason(enum.StrEnum):
@@ -190,9 +195,20 @@ def _req(d: dict, key: str, types: type | tuple[type, ...], where: str = "payloa
 
 
 def _finite(v: float, key: str) -> float:
-    if v != v or v in (math.inf, -math.inf):
+    try:
+        f = float(v)
+    except OverflowError:  # an int too large for a double (the JSON parser bounds these)
+        raise WireError(Reason.BAD_VALUE, f"payload.{key} is out of range") from None
+    if not math.isfinite(f):
         raise WireError(Reason.BAD_VALUE, f"payload.{key} is not finite")
-    return float(v)
+    return f
+
+
+def _bounded_int(literal: str) -> int:
+    """``json.loads`` hook: integers are bounded by their digits before conversion."""
+    if len(literal.lstrip("-")) > _MAX_INT_DIGITS:
+        raise WireError(Reason.BAD_VALUE, f"integer of {len(literal)} digits is out of range")
+    return int(literal)
 
 
 def _check_keys(got: Mapping, expected: frozenset[str], where: str) -> None:
@@ -220,7 +236,9 @@ def _decode_payload(raw: bytes) -> tuple[EventPayload, datetime, datetime]:
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise WireError(Reason.OVERSIZE, f"payload is {len(raw)} bytes (max {MAX_PAYLOAD_BYTES})")
     try:
-        d = json.loads(raw)
+        d = json.loads(raw, parse_int=_bounded_int)
+    except WireError:
+        raise
     except (ValueError, RecursionError):
         raise WireError(Reason.BAD_JSON, "payload is not valid UTF-8 JSON") from None
     if type(d) is not dict:
@@ -238,8 +256,8 @@ def _decode_payload(raw: bytes) -> tuple[EventPayload, datetime, datetime]:
     if not _NODE_ID_RE.match(node_id):
         raise WireError(Reason.BAD_VALUE, "payload.node_id is not a DNS-1123 name")
     lamport = d["lamport"]
-    if not 0 <= lamport < 2**63:
-        raise WireError(Reason.BAD_VALUE, "payload.lamport out of range")
+    if not 0 <= lamport <= MAX_LAMPORT:
+        raise WireError(Reason.BAD_VALUE, "payload.lamport out of range (0 to 2**53)")
     model = d["model"]
     if not _MODEL_RE.match(model):
         raise WireError(Reason.BAD_VALUE, "payload.model is not a model id")
@@ -341,3 +359,54 @@ def decode(fields: Mapping[Any, Any]) -> Event:
 def parse_time(value: str) -> datetime:
     """Parse a wire UTC timestamp (for stores and tests)."""
     return _parse_utc(value, "time")
+
+
+# --- the per-event result (worker -> node, pub/sub on keys.results_channel) -----------
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What the worker tells a node about one of its events: recognised yes/no, never a name.
+
+    On the wire: compact JSON ``{"event_id":"…","track_id":N,"recognised":true}``.
+    """
+
+    event_id: str
+    track_id: int
+    recognised: bool
+
+    def to_json(self) -> str:
+        return result_json(self.event_id, self.track_id, self.recognised)
+
+
+def result_json(event_id: str, track_id: int, recognised: bool) -> str:
+    """The result message (the worker's hot path: no dataclass, no json.dumps).
+
+    ``event_id`` is a checked lowercase UUID and ``track_id`` an int, so nothing needs
+    escaping: the text equals ``json.dumps(..., separators=(",", ":"))``.
+    """
+    return (f'{{"event_id":"{event_id}","track_id":{track_id:d},'
+            f'"recognised":{"true" if recognised else "false"}}}')
+
+
+def decode_result(data: bytes | str) -> Result:
+    """Parse a result message; raises :class:`WireError` for anything else."""
+    if len(data) > 256:
+        raise WireError(Reason.OVERSIZE, f"result is {len(data)} bytes")
+    try:
+        d = json.loads(data, parse_int=_bounded_int)
+    except WireError:
+        raise
+    except (ValueError, RecursionError):
+        raise WireError(Reason.BAD_JSON, "result is not JSON") from None
+    if type(d) is not dict:
+        raise WireError(Reason.WRONG_TYPE, "result is not a JSON object")
+    _check_keys(d, frozenset(Result.__dataclass_fields__), "result")
+    event_id, track_id, ok = d["event_id"], d["track_id"], d["recognised"]
+    if type(event_id) is not str or not _UUID_RE.match(event_id):
+        raise WireError(Reason.BAD_VALUE, "result.event_id is not a lowercase UUID")
+    if type(track_id) is not int or not 0 <= track_id < 2**63:
+        raise WireError(Reason.BAD_VALUE, "result.track_id is not a track id")
+    if type(ok) is not bool:
+        raise WireError(Reason.WRONG_TYPE, "result.recognised is not a boolean")
+    return Result(event_id, track_id, ok)

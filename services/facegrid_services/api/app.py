@@ -33,10 +33,13 @@ from .routers import (
     alerts,
     api_tokens,
     attendance,
+    groups,
     health,
     nodes,
     people,
+    schedules,
     sightings,
+    statuses,
     stream,
     tokens,
     webhooks,
@@ -173,7 +176,7 @@ def create_app(
     app.add_middleware(MetricsMiddleware)
     _install_error_handlers(app)
     for module in (health, nodes, people, sightings, attendance, alerts, stream, tokens,
-                   api_tokens, webhooks):
+                   api_tokens, groups, schedules, statuses, webhooks):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

@@ -8,6 +8,7 @@ import redis
 from sqlalchemy.orm import Session
 
 from facegrid import keys
+from facegrid.clock import LAMPORT_OBSERVE_LIMIT
 from facegrid.contract import HeartbeatReply, NodeState, Registration
 from facegrid.tokens import Claims
 from facegrid_services.store.models import Node
@@ -37,10 +38,12 @@ def lamport_max(r: redis.Redis, floor: int = 0) -> int:
     """Highest Lamport value seen by the workers (keys.LAMPORT_MAX), at least ``floor``."""
     raw = r.get(keys.LAMPORT_MAX)
     try:
-        value = int(raw) if raw is not None else 0
+        value = int(raw) if raw is not None and len(raw) <= 20 else 0
     except ValueError:
         value = 0
-    return max(value, floor)
+    if value > LAMPORT_OBSERVE_LIMIT:  # implausible: nodes would ignore it anyway
+        value = 0
+    return min(max(value, floor), LAMPORT_OBSERVE_LIMIT)
 
 
 def heartbeat_reply(now: float, lamport: int, interval_s: float) -> HeartbeatReply:

@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from facegrid import keys
+from facegrid.clock import LAMPORT_OBSERVE_LIMIT
 from facegrid.contract import Heartbeat
 from facegrid_services.store.models import Node
 
@@ -94,9 +95,13 @@ class HeartbeatBuffer:
     def refresh_lamport(self) -> None:
         raw = self._redis.get(keys.LAMPORT_MAX)
         try:
-            value = int(raw) if raw is not None else 0
+            value = int(raw) if raw is not None and len(raw) <= 20 else 0
         except ValueError:
             value = 0
+        if value > LAMPORT_OBSERVE_LIMIT:  # never echo a value nodes must ignore
+            log.warning("ignoring an implausible Lamport maximum %d in %s", value,
+                        keys.LAMPORT_MAX)
+            return
         self.lamport_max = max(self.lamport_max, value)
 
     def tick(self) -> None:

@@ -34,6 +34,8 @@ CAPABILITIES: dict[str, Role] = {
     "read": Role.viewer,              # live view, fleet, alerts, attendance report
     "acknowledge_alerts": Role.operator,
     "manage_people": Role.operator,   # create, rename, enroll
+    "manage_schedules": Role.operator,  # groups, schedules, closures
+    "correct_attendance": Role.operator,  # corrections (audited)
     "view_stream": Role.operator,     # backlog, dead letters
     "erase_people": Role.admin,
     "replay_dead_letters": Role.admin,

@@ -41,6 +41,10 @@ class ServerSettings(BaseSettings):
     heartbeat_interval: float = Field(default=5.0, gt=0, le=3600)
     #: A node with no heartbeat for this long is listed as offline.
     offline_after_s: float = Field(default=30.0, gt=0)
+    #: Sightings of one person less than this many seconds apart are one stay on site;
+    #: time on site sums the stays. A door camera sees arrival and departure a workday
+    #: apart, so the default bridges a workday; a longer absence splits the stay.
+    attendance_visit_gap_s: float = Field(default=9 * 3600.0, gt=0, le=24 * 3600)
     #: DEBUG, INFO, WARNING or ERROR.
     log_level: str = "INFO"
 

@@ -312,3 +312,81 @@ class NotifyState(Base):
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[dict] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+# --- attendance rules (groups, schedules, closures, corrections) ---------------
+
+class Schedule(Base):
+    """Expected working hours in one time zone (facegrid_services.day_status.Schedule)."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    #: [{"weekday": 0-6 (Monday=0), "start": "HH:MM", "end": "HH:MM"}, …];
+    #: end <= start is an overnight shift that belongs to the day it starts.
+    shifts: Mapped[list] = mapped_column(JSON)
+    grace_late_min: Mapped[int] = mapped_column(Integer, default=5)
+    grace_early_min: Mapped[int] = mapped_column(Integer, default=5)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Group(Base):
+    """A class, team or shift.  Its schedule applies to its members."""
+
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(String(500), default="")
+    schedule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("schedules.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"),
+                                           primary_key=True, index=True)
+
+
+class Closure(Base):
+    """A holiday or closure: for one schedule, or for the whole site (schedule_id None)."""
+
+    __tablename__ = "closures"
+    __table_args__ = (UniqueConstraint("day", "schedule_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, index=True)
+    schedule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("schedules.id", ondelete="CASCADE"), nullable=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+
+
+class Correction(Base):
+    """An immutable correction of one person's day; camera evidence is never changed.
+
+    ``before``/``after`` keep the day's status as it was computed just before and
+    just after the correction, so the trail reads without recomputing history.
+    """
+
+    __tablename__ = "corrections"
+    __table_args__ = (Index("ix_corrections_person_day", "person_id", "day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    #: facegrid_services.day_status.CorrectionKind
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(String(500))
+    made_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The API token's name and id (None: the bootstrap admin token).
+    made_by: Mapped[str] = mapped_column(String(100))
+    made_by_token_id: Mapped[int | None] = mapped_column(Integer)
+    before: Mapped[dict] = mapped_column(JSON)
+    after: Mapped[dict] = mapped_column(JSON)

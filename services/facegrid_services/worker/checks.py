@@ -15,8 +15,15 @@ from facegrid import wire
 from facegrid.tokens import TokenError, TokenVerifier
 
 MODEL_MISMATCH = "model_mismatch"
-#: A valid entry the store refused twice even after a gallery reload.
+#: A valid entry the store refused on its own (the batch was split until it was alone).
 STORE_REJECTED = "store_rejected"
+#: Delivered more than ``max_deliveries`` times without being acknowledged (it may crash
+#: or hang the worker): parked without being looked at again.
+POISON = "poison"
+#: A check raised something other than a refusal (a bug, or input nobody foresaw).
+CHECK_FAILED = "check_failed"
+#: A Lamport value far above the fleet's maximum (it would poison every node's clock).
+LAMPORT_JUMP = "lamport_jump"
 
 
 class Rejected(Exception):
@@ -33,13 +40,14 @@ class EntryChecker:
         self.verifier = verifier
         self.model = model
 
-    def check(self, fields: Mapping[Any, Any]) -> wire.Event:
+    def check(self, fields: Mapping[Any, Any], *, at: float | None = None) -> wire.Event:
+        """Decode and verify one entry; ``at``: its arrival (epoch s) for token validity."""
         try:
             event = wire.decode(fields)
         except wire.WireError as e:
             raise Rejected(e.reason.value, e.detail) from None
         try:
-            self.verifier.verify(event.token, node_id=event.payload.node_id)
+            self.verifier.verify(event.token, node_id=event.payload.node_id, at=at)
         except TokenError as e:
             raise Rejected(f"token_{e.reason.value}", e.detail) from None
         if self.model is not None and event.payload.model != self.model:

@@ -64,12 +64,11 @@ def worker(
                    "FACEGRID_PUBLIC_KEY_FILE (see `facegrid token keygen`)", err=True)
         raise typer.Exit(2)
 
-    from prometheus_client import start_http_server
-
     from facegrid import keys
     from facegrid_services.store import repo
 
     from .consumer import GalleryModelError, Worker
+    from .health import serve
 
     if settings.migrate:
         repo.migrate_locked(settings.database_url)
@@ -79,7 +78,8 @@ def worker(
         typer.echo(f"cannot start the worker: {e}", err=True)
         raise typer.Exit(2) from None
     if settings.metrics_port:
-        start_http_server(settings.metrics_port)
+        serve(settings.metrics_port, lambda: worker_.last_progress,
+              settings.liveness_timeout_s)
     stop = threading.Event()
 
     def _stop(signum, _frame):

@@ -1,4 +1,9 @@
-"""The classify worker's loop: read a batch, check, match, commit, then acknowledge.
+"""The classify worker's loop: read a batch, plan it, commit it, then acknowledge it.
+
+The work is split in three (each its own module): :mod:`.plan` (pure: checks,
+match, decisions → a :class:`~.plan.BatchPlan`), :mod:`.commit` (one store
+transaction, then one Redis MULTI) and :mod:`.duties` (take-over, stream figures,
+trimming, clean-up).  :class:`Worker` only sequences them.
 
 Delivery guarantees
 -------------------
@@ -10,13 +15,16 @@ Delivery guarantees
   per-event results, Lamport maximum and threshold statistics.  A crash at any
   point leaves the entries pending; they are processed again and the store
   ignores event ids it already holds, so every event lands exactly once.
-* After any failure, and at start, the worker first re-reads its own pending
+* A batch that fails on a Redis or database outage is kept in memory and retried
+  with capped exponential backoff: nothing is dropped, nothing is acknowledged
+  before it is stored.  At start the worker first re-reads its own pending
   entries (id ``0``); pending entries of a dead consumer are taken over with
   ``XAUTOCLAIM`` once idle for ``claim_idle_ms``.
-* Redis or database failures are retried with capped exponential backoff:
-  nothing is dropped, nothing is acknowledged before it is stored.
-* Entries failing a check go to ``keys.DEAD_LETTER_STREAM`` with their original
-  fields plus ``reason``, ``detail`` and ``source_id``; the worker carries on.
+* Whatever one entry does (a failed check, any exception, a refusal by the store)
+  it becomes a dead letter in ``keys.DEAD_LETTER_STREAM`` with its original fields
+  plus ``reason``, ``detail`` and ``source_id``, and the rest of the batch goes on.
+  An entry delivered more than ``max_deliveries`` times (it crashed or hung
+  workers) is dead-lettered as ``poison`` without being looked at again.
 """
 
 from __future__ import annotations
@@ -28,45 +36,31 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import numpy as np
 import redis
-from sqlalchemy import Engine
-from sqlalchemy import exc as sa_exc
+from sqlalchemy import Engine, func, select
 
-from facegrid import keys, wire
+from facegrid import keys
 from facegrid.tokens import TokenVerifier
-from facegrid_services.attendance import Seen, attendance_time, plan_attendance
-from facegrid_services.notify import outbox as notify_outbox
 from facegrid_services.store import db, repo
+from facegrid_services.store.models import Sighting
 
 from . import metrics
-from .checks import STORE_REJECTED, EntryChecker, Rejected
-from .gallery import THRESHOLD_GRID, Gallery, threshold_counts
+from .checks import EntryChecker
+from .commit import TRANSIENT, Store, StoreOutcome, acknowledge, dead_letter_fields
+from .duties import StreamDuties
+from .gallery import Gallery
+from .plan import BatchPlan, Entry, Planner, stream_id_seconds
 from .revocation import RevokedSet
 from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
-#: Field names a dead letter adds; an original field of the same name is kept as original_<name>.
-_DLQ_FIELDS = ("reason", "detail", "source_id")
+__all__ = ["TRANSIENT", "BatchResult", "GalleryModelError", "Worker", "dead_letter_fields"]
+
 _ALERT_CACHE = 256
-
-# Raise KEYS[1] to ARGV[1] if larger (decimal strings: compares beyond 2**53 exactly).
-_LAMPORT_MAX_LUA = """
-local cur = redis.call('GET', KEYS[1])
-local new = ARGV[1]
-if (not cur) or (#new > #cur) or (#new == #cur and new > cur) then
-  redis.call('SET', KEYS[1], new)
-  return new
-end
-return cur
-"""
-
-TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError,
-             sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError)
 
 
 class GalleryModelError(RuntimeError):
@@ -88,27 +82,6 @@ def _stage(name: str):
     return metrics.STAGE_SECONDS.labels(name).time()
 
 
-def _stream_id_time(sid: str) -> float:
-    try:
-        return int(sid.split("-", 1)[0]) / 1000.0
-    except ValueError:
-        return time.time()
-
-
-def dead_letter_fields(sid: str, fields, reason: str, detail: str) -> dict:
-    """The dead-letter entry: every original field (renamed only on a clash) + why."""
-    out: dict = {}
-    for k, v in (fields or {}).items():
-        name = k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)
-        if name in _DLQ_FIELDS or name.startswith("original_"):
-            name = "original_" + name
-        out[name] = v
-    out["reason"] = reason
-    out["detail"] = detail[:500]
-    out["source_id"] = sid
-    return out
-
-
 class Worker:
     def __init__(self, settings: WorkerSettings, *, redis_client: redis.Redis | None = None,
                  engine: Engine | None = None, verifier: TokenVerifier | None = None) -> None:
@@ -121,21 +94,38 @@ class Worker:
         self.revoked = RevokedSet()
         self.verifier = verifier or TokenVerifier.from_pem(
             settings.public_key_file, audience=settings.token_audience,
-            leeway=settings.token_leeway_s, is_revoked=self.revoked.__contains__)
+            leeway=settings.token_leeway_s, is_revoked=self.revoked.__contains__,
+            node_not_before=self.revoked.node_not_before)
         self.checker = EntryChecker(self.verifier, settings.model)
-        self.tz = ZoneInfo(settings.site_timezone)
+        self.planner = Planner(
+            self.checker, threshold=settings.threshold,
+            clock_tolerance=timedelta(seconds=settings.clock_tolerance_s),
+            max_event_age=timedelta(seconds=settings.max_event_age_s),
+            max_deliveries=settings.max_deliveries, lamport_max_jump=settings.lamport_max_jump)
+        self.store = Store(self.engine, tz=ZoneInfo(settings.site_timezone),
+                           cooldown=timedelta(seconds=settings.cooldown_s),
+                           intruder_count=settings.intruder_count,
+                           intruder_window_s=settings.intruder_window_s)
+        self.duties = StreamDuties(self.redis)
         self.gallery = Gallery.empty(settings.model)
         self._gallery_loaded = False
         self.suggested_threshold: float | None = None
         self._pubsub: redis.client.PubSub | None = None
         self._started = False
         self._read_pending = True
+        #: The batch being worked on: kept across failures until acknowledged.
+        self._batch: list[Entry] | None = None
+        #: Entries claimed from dead consumers, processed before new reads.
+        self._claimed: list[Entry] = []
         self._last_reclaim = self._last_stats = self._last_revocations = 0.0
+        self._last_trim = self._last_consumers = 0.0
         #: Ends of recent intruder alerts (dedup without a query per unknown sighting).
         self._alert_ends: deque[datetime] = deque(maxlen=_ALERT_CACHE)
         self._lamport_max = -1
-        self._cooldown = timedelta(seconds=settings.cooldown_s)
-        self._clock_tolerance = timedelta(seconds=settings.clock_tolerance_s)
+        #: The fleet's Lamport maximum (Redis, else the store's); None until read.
+        self.fleet_lamport: int | None = None
+        #: time.monotonic() of the loop's last completed iteration (liveness).
+        self.last_progress = time.monotonic()
         metrics.THRESHOLD.set(settings.threshold)
 
     # --- start-up and background duties -----------------------------------------
@@ -156,7 +146,7 @@ class Worker:
         self._pubsub = pubsub
         self.reload_gallery()
         self.refresh_revocations()
-        self._read_pending = True
+        self.refresh_fleet_lamport()
         self._started = True
 
     def _close_pubsub(self) -> None:
@@ -235,81 +225,126 @@ class Worker:
         if reload:
             self.reload_gallery()
 
+    def refresh_fleet_lamport(self) -> None:
+        """The fleet's Lamport maximum: Redis' key, else (lost) the highest stored value."""
+        raw = self.redis.get(keys.LAMPORT_MAX)
+        value = int(raw) if raw is not None and raw.isdigit() and len(raw) <= 20 else None
+        if value is None:
+            with self.engine.connect() as c:
+                value = c.execute(select(func.max(Sighting.lamport))).scalar() or 0
+            log.info("fleet Lamport maximum not in Redis: %d from the store", value)
+        self.fleet_lamport = max(value, self._lamport_max, 0)
+
     def reclaim(self) -> int:
         """Take over entries a dead consumer left pending longer than claim_idle_ms."""
         self._last_reclaim = time.monotonic()
-        claimed, cursor, rounds = 0, "0-0", 0
-        while rounds < 20:
-            rounds += 1
-            # Raw command: redis-py drops the cursor when parsing JUSTID replies.
-            res = self.redis.execute_command(
-                "XAUTOCLAIM", keys.EVENTS_STREAM, keys.WORKER_GROUP, self.settings.consumer,
-                self.settings.claim_idle_ms, cursor, "COUNT", self.settings.batch_size, "JUSTID")
-            cursor, ids = res[0], res[1]
-            deleted = res[2] if len(res) > 2 else []
-            if deleted:  # trimmed from the stream while pending: nothing left to process
-                self.redis.xack(keys.EVENTS_STREAM, keys.WORKER_GROUP, *deleted)
-            claimed += len(ids)
-            if cursor in (b"0-0", "0-0"):
-                break
+        s = self.settings
+        claimed = self.duties.reclaim(s.consumer, s.claim_idle_ms, s.batch_size)
         if claimed:
-            log.info("reclaimed %d pending entries of dead consumers", claimed)
-            metrics.RECLAIMED.inc(claimed)
-            self._read_pending = True
-        return claimed
+            log.info("reclaimed %d pending entries of dead consumers", len(claimed))
+            metrics.RECLAIMED.inc(len(claimed))
+            self._claimed.extend(claimed)
+        return len(claimed)
 
     def update_stream_stats(self) -> None:
         self._last_stats = time.monotonic()
-        for g in self.redis.xinfo_groups(keys.EVENTS_STREAM):
-            name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
-            if name == keys.WORKER_GROUP:
-                metrics.PENDING.set(g.get("pending") or 0)
-                lag = g.get("lag")
-                if lag is not None:
-                    metrics.BACKLOG.set(lag)
+        st = self.duties.stats()
+        metrics.PENDING.set(st.pending)
+        metrics.BACKLOG.set(st.backlog)
+        metrics.BACKLOG_AGE.set(st.backlog_age_s)
+        metrics.PENDING_AGE.set(st.pending_age_s)
+        metrics.REDIS_USED_MEMORY.set(st.used_memory)
+        metrics.REDIS_MAXMEMORY.set(st.maxmemory)
+        if st.lag_recounted:
+            log.info("Redis had lost the group's read counter: counted %d undelivered "
+                     "entries and restored it", st.backlog)
+        self.refresh_fleet_lamport()
+
+    def trim(self) -> None:
+        """Delete acknowledged entries and expired dead letters."""
+        self._last_trim = time.monotonic()
+        n = self.duties.trim_acked()
+        if n:
+            metrics.TRIMMED.inc(n)
+        expired = self.duties.expire_dead_letters(self.settings.dead_letter_max_age_s)
+        if expired:
+            metrics.DEAD_LETTERS_EVICTED.labels("expired").inc(expired)
+            log.info("%d dead letters older than %.0f s expired", expired,
+                     self.settings.dead_letter_max_age_s)
+
+    def remove_stale_consumers(self) -> None:
+        self._last_consumers = time.monotonic()
+        removed = self.duties.remove_stale_consumers(
+            self.settings.consumer, int(self.settings.stale_consumer_s * 1000))
+        if removed:
+            metrics.CONSUMERS_REMOVED.inc(len(removed))
 
     # --- the loop ------------------------------------------------------------------
 
-    def read(self) -> list[tuple[str, dict | None]]:
+    def _xreadgroup(self, start: str, block: int | None) -> list[Entry]:
         s = self.settings
-        if self._read_pending:
-            resp = self.redis.xreadgroup(keys.WORKER_GROUP, s.consumer, {keys.EVENTS_STREAM: "0"},
-                                         count=s.batch_size)
-            entries = resp[0][1] if resp else []
-            if entries:
-                return [(sid.decode(), f) for sid, f in entries]
-            self._read_pending = False
-        resp = self.redis.xreadgroup(keys.WORKER_GROUP, s.consumer, {keys.EVENTS_STREAM: ">"},
-                                     count=s.batch_size, block=s.block_ms)
+        resp = self.redis.xreadgroup(keys.WORKER_GROUP, s.consumer, {keys.EVENTS_STREAM: start},
+                                     count=s.batch_size, block=block)
         entries = resp[0][1] if resp else []
-        return [(sid.decode(), f) for sid, f in entries]
+        return [Entry(sid.decode(), f) for sid, f in entries]
 
-    def step(self) -> BatchResult:
-        """One iteration: duties that are due, then one batch (possibly empty)."""
-        if not self._started:
-            self.start()
-        now = time.monotonic()
-        self.poll_notifications()
+    def read(self) -> list[Entry]:
+        """The next batch: claimed entries, then own pending ones (at start), then new."""
         s = self.settings
+        if self._claimed:
+            batch, self._claimed = self._claimed[:s.batch_size], self._claimed[s.batch_size:]
+            return batch
+        if self._read_pending:
+            entries = self._xreadgroup("0", None)
+            if entries:
+                self.duties.fill_deliveries(entries)
+                return entries
+            self._read_pending = False
+        return self._xreadgroup(">", s.block_ms)
+
+    def duties_due(self) -> None:
+        """Run the periodic duties that are due (each also at the first step)."""
+        now = time.monotonic()
+        s = self.settings
+        self.poll_notifications()
         if now - self._last_revocations >= s.revocation_refresh_s:
             self.refresh_revocations()
         if now - self._last_reclaim >= s.reclaim_interval_s:
             self.reclaim()
         if now - self._last_stats >= s.stats_interval_s:
             self.update_stream_stats()
-        entries = self.read()
-        if not entries:
+        if now - self._last_trim >= s.trim_interval_s:
+            self.trim()
+        if now - self._last_consumers >= s.stale_consumer_s / 4:
+            self.remove_stale_consumers()
+
+    def step(self) -> BatchResult:
+        """One iteration: duties that are due, then one batch (possibly empty).
+
+        A batch that fails (Redis or the database away) stays in memory and is retried
+        by the next step: it is not read again, so its delivery count only grows when a
+        worker process dies or another worker claims it.
+        """
+        if not self._started:
+            self.start()
+        self.duties_due()
+        if self._batch is None:
+            self._batch = self.read()
+        if not self._batch:
+            self._batch = None
             return BatchResult()
-        return self.process(entries)
+        result = self.process(self._batch)
+        self._batch = None
+        return result
 
     def run(self, stop: threading.Event) -> None:
         """Process until ``stop`` is set; the current batch is always finished first."""
         backoff = 0.1
-        integrity_failures = 0
         while not stop.is_set():
             try:
                 self.step()
-                backoff, integrity_failures = 0.1, 0
+                backoff = 0.1
+                self._progress()
                 continue
             except GalleryModelError as e:
                 log.error("cannot choose a model: %s", e)
@@ -322,154 +357,71 @@ class Worker:
             except redis.ResponseError as e:
                 stage = "redis"
                 log.warning("redis refused a command (%s); resynchronising", e)
-            except sa_exc.IntegrityError as e:
-                # e.g. a person erased after our gallery snapshot: reload and retry.
-                stage = "integrity"
-                integrity_failures += 1
-                log.warning("store refused the batch (%s); reloading the gallery",
-                            str(e).splitlines()[0][:200])
-                if integrity_failures >= 3:
-                    self._dead_letter_pending(str(e).splitlines()[0])
-                    integrity_failures = 0
             except Exception:
                 stage = "internal"
                 log.exception("unexpected error; retrying in %.1f s", backoff)
             metrics.ERRORS.labels(stage).inc()
-            self._started = False  # full resync (group, gallery, revocations, pending)
+            self._started = False  # resync (group, gallery, revocations); the batch is kept
+            self._progress()
             stop.wait(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, self.settings.max_backoff_s)
         self._close_pubsub()
         log.info("worker %s stopped", self.settings.consumer)
 
-    def _dead_letter_pending(self, detail: str) -> None:
-        """Last resort for valid entries the store keeps refusing: park them, lose nothing."""
-        resp = self.redis.xreadgroup(keys.WORKER_GROUP, self.settings.consumer,
-                                     {keys.EVENTS_STREAM: "0"}, count=self.settings.batch_size)
-        entries = resp[0][1] if resp else []
-        pipe = self.redis.pipeline(transaction=True)
-        for sid, fields in entries:
-            sid = sid.decode()
-            pipe.xadd(keys.DEAD_LETTER_STREAM,
-                      dead_letter_fields(sid, fields, STORE_REJECTED, detail))
-            pipe.xack(keys.EVENTS_STREAM, keys.WORKER_GROUP, sid)
-        pipe.execute()
-        metrics.DEAD_LETTERS.labels(STORE_REJECTED).inc(len(entries))
-        log.error("dead-lettered %d entries the store refused three times", len(entries))
+    def _progress(self) -> None:
+        self.last_progress = time.monotonic()
+        metrics.LAST_PROGRESS.set(time.time())
 
     # --- one batch -----------------------------------------------------------------
 
-    def process(self, entries: list[tuple[str, dict | None]]) -> BatchResult:
+    def plan(self, entries: list[Entry]) -> BatchPlan:
+        with _stage("check"):
+            return self.planner.plan(entries, self.gallery,
+                                     fleet_lamport=self.fleet_lamport or 0)
+
+    def commit(self, entries: list[Entry], plan: BatchPlan) -> tuple[BatchPlan, StoreOutcome]:
+        """Store the plan.  A refusal by the store (not an outage) first reloads the gallery
+        (a person erased since the snapshot) and re-plans; the store then isolates any
+        entry it still refuses."""
+        with _stage("store"):
+            try:
+                return plan, self.store.commit(plan, list(self._alert_ends), split=False)
+            except TRANSIENT:
+                raise
+            except Exception as e:
+                log.warning("store refused the batch (%s): reloading the gallery and "
+                            "re-planning", str(e).splitlines()[0][:200] if str(e) else e)
+                metrics.ERRORS.labels("store_refused").inc()
+            self.reload_gallery()
+            plan = self.plan(entries)
+            return plan, self.store.commit(plan, list(self._alert_ends), split=True)
+
+    def process(self, entries: list[Entry]) -> BatchResult:
         result = BatchResult(entries=len(entries))
         metrics.CONSUMED.inc(len(entries))
         metrics.BATCH_SIZE.observe(len(entries))
-        ids = [sid for sid, _ in entries]
-        dead: list[tuple[str, dict, str, str]] = []
-        events: list[tuple[str, wire.Event]] = []
-        seen_ids: set[str] = set()
-        with _stage("check"):
-            for sid, fields in entries:
-                if not fields:  # deleted from the stream while pending
-                    continue
-                try:
-                    ev = self.checker.check(fields)
-                except Rejected as r:
-                    dead.append((sid, fields, r.reason, r.detail))
-                    continue
-                if ev.payload.event_id in seen_ids:
-                    result.duplicates += 1
-                    continue
-                seen_ids.add(ev.payload.event_id)
-                events.append((sid, ev))
-
-        gallery, threshold = self.gallery, self.settings.threshold
-        with _stage("match"):
-            if events:
-                m = gallery.match(np.stack([ev.embedding for _, ev in events]), threshold)
-            else:
-                m = gallery.match(np.zeros((0, wire.EMBEDDING_DIM), np.float32), threshold)
-            persons, scores, recognised = (m.person_ids.tolist(), m.scores.tolist(),
-                                           m.recognised.tolist())
-
-        received = datetime.now(UTC)
-        rows = []  # repo.SIGHTING_COLUMNS order
-        for (sid, ev), person, score, ok in zip(events, persons, scores, recognised,
-                                                strict=True):
-            p = ev.payload
-            rows.append((
-                p.event_id, sid, p.node_id, person if ok else None, ok, score, threshold,
-                p.model, p.lamport, ev.node_time, p.local_time, p.timezone, p.timezone_offset,
-                p.drift_offset_ms, ev.corrected_at, p.track_id, p.box, p.det_confidence,
-                (p.quality.brightness, p.quality.blur), received))
-
-        new_alerts: list[datetime] = []
-        inserted: set[str] = set()
-        seen: list[Seen] = []
-        unknowns: list[tuple[datetime, str]] = []
-        presences: list[dict] = []  # notification outbox rows (one per stored event)
-        with _stage("store"):
-            if rows:
-                with self.engine.begin() as conn:
-                    inserted = repo.insert_sightings(conn, rows)
-                    for (_sid, ev), person, ok, score in zip(events, persons, recognised, scores,
-                                                             strict=True):
-                        p = ev.payload
-                        if p.event_id not in inserted:
-                            continue
-                        if ok:
-                            t, _suspect = attendance_time(ev.corrected_at, received,
-                                                          self._clock_tolerance)
-                            seen.append(Seen(person, t, p.lamport, p.node_id))
-                        else:
-                            unknowns.append((ev.corrected_at, p.node_id))
-                        presences.append(notify_outbox.presence_row(
-                            event_id=p.event_id, node_id=p.node_id, track_id=p.track_id,
-                            person_id=person if ok else None, score=score,
-                            at=ev.corrected_at))
-                    repo.upsert_attendance(conn, plan_attendance(seen, self.tz, self._cooldown))
-                    notify_outbox.presences_stored(conn, presences)
-                    if unknowns:
-                        new_alerts, result.alerts = repo.raise_intruder_alerts(
-                            conn, unknowns, count=self.settings.intruder_count,
-                            window_s=self.settings.intruder_window_s,
-                            recent_alerts=self._alert_ends)
-                result.stored = len(inserted)
-                result.duplicates += len(rows) - len(inserted)
-                result.recognised = len(seen)
-                result.unknown = len(unknowns)
-        self._alert_ends.extend(new_alerts)  # only after the commit
-
+        plan = self.plan(entries)
+        plan, outcome = self.commit(entries, plan)
+        self._alert_ends.extend(outcome.alert_ends)  # only after the commit
         with _stage("ack"):
-            pipe = self.redis.pipeline(transaction=True)
-            for sid, fields, reason, detail in dead:
-                pipe.xadd(keys.DEAD_LETTER_STREAM, dead_letter_fields(sid, fields, reason, detail))
-            pipe.xack(keys.EVENTS_STREAM, keys.WORKER_GROUP, *ids)
-            channels: dict[str, str] = {}
-            for (_sid, ev), ok in zip(events, recognised, strict=True):
-                p = ev.payload
-                channel = channels.get(p.node_id)
-                if channel is None:
-                    channel = channels[p.node_id] = keys.results_channel(p.node_id)
-                # The JSON json.dumps(separators=(",", ":")) would write: event_id is a
-                # checked UUID and track_id an int, so nothing needs escaping.
-                pipe.publish(channel, f'{{"event_id":"{p.event_id}","track_id":{p.track_id:d},'
-                                      f'"recognised":{"true" if ok else "false"}}}')
-            lamport = max((ev.payload.lamport for _, ev in events), default=None)
-            if lamport is not None:
-                pipe.eval(_LAMPORT_MAX_LUA, 1, keys.LAMPORT_MAX, str(lamport))
-            if result.stored:
-                stored_scores = np.asarray(
-                    [r[5] for r in rows if r[0] in inserted], np.float32)
-                for t, n in zip(THRESHOLD_GRID, threshold_counts(stored_scores), strict=True):
-                    if n:
-                        pipe.hincrby(keys.THRESHOLD_GRID, f"{t:.2f}", n)
-                pipe.hincrby(keys.THRESHOLD_GRID, "total", result.stored)
-            pipe.execute()
+            ack = acknowledge(self.redis, plan, outcome,
+                              dead_letter_maxlen=self.settings.dead_letter_maxlen)
+        if ack.dead_letters_evicted:
+            metrics.DEAD_LETTERS_EVICTED.labels("maxlen").inc(ack.dead_letters_evicted)
+            log.warning("dead-letter stream full: %d oldest dead letters evicted",
+                        ack.dead_letters_evicted)
 
         done = time.time()
+        dead = [*plan.dead, *outcome.rejected]
+        result.stored = len(outcome.inserted)
+        result.duplicates = plan.duplicates + len(plan.accepted) - len(outcome.rejected) \
+            - result.stored
         result.dead = len(dead)
-        metrics.ACKED.inc(len(ids))
-        for _, _, reason, _ in dead:
-            metrics.DEAD_LETTERS.labels(reason).inc()
+        result.recognised, result.unknown = outcome.recognised, outcome.unknown
+        result.alerts = outcome.alerts
+        metrics.ACKED.inc(len(plan.ack_ids))
+        for d in dead:
+            metrics.DEAD_LETTERS.labels(d.reason).inc()
         if result.duplicates:
             metrics.DUPLICATES.inc(result.duplicates)
         if result.recognised:
@@ -478,13 +430,18 @@ class Worker:
             metrics.SIGHTINGS.labels("unknown").inc(result.unknown)
         if result.alerts:
             metrics.ALERTS.inc(result.alerts)
-        if events:
-            metrics.UNKNOWN_RATIO.set(1.0 - float(m.recognised.mean()))
-            for score in scores:
-                metrics.MATCH_SCORE.observe(score)
-            for sid, _ in events:
-                metrics.CLASSIFY_LATENCY.observe(max(0.0, done - _stream_id_time(sid)))
-        if lamport is not None and lamport > self._lamport_max:
-            self._lamport_max = lamport
-            metrics.LAMPORT_MAX.set(lamport)
+        if plan.accepted:
+            metrics.UNKNOWN_RATIO.set(
+                sum(not a.recognised for a in plan.accepted) / len(plan.accepted))
+            for a in plan.accepted:
+                metrics.MATCH_SCORE.observe(a.score)
+                t = stream_id_seconds(a.sid)
+                if t is not None:
+                    metrics.CLASSIFY_LATENCY.observe(max(0.0, done - t))
+        lamport = plan.lamport_max
+        if lamport is not None:
+            if lamport > self._lamport_max:
+                self._lamport_max = lamport
+                metrics.LAMPORT_MAX.set(lamport)
+            self.fleet_lamport = max(self.fleet_lamport or 0, lamport)
         return result

@@ -50,3 +50,22 @@ THRESHOLD_SUGGESTED = Gauge(
     "Threshold giving the target false-accept rate among different-person gallery pairs.")
 REVOKED_KNOWN = Gauge("facegrid_worker_revoked_tokens", "Revoked token ids known.")
 LAMPORT_MAX = Gauge("facegrid_worker_lamport_max", "Highest Lamport value seen.")
+BACKLOG_AGE = Gauge("facegrid_worker_stream_backlog_age_seconds",
+                    "Age of the oldest entry not yet delivered to the worker group (from its "
+                    "stream id: right after a Redis restart too); 0 when none.")
+PENDING_AGE = Gauge("facegrid_worker_stream_pending_age_seconds",
+                    "Age of the oldest delivered but unacknowledged entry; 0 when none.")
+TRIMMED = Counter("facegrid_worker_stream_trimmed_total",
+                  "Acknowledged entries deleted from the event stream (XTRIM MINID).")
+DEAD_LETTERS_EVICTED = Counter(
+    "facegrid_worker_dead_letters_evicted_total",
+    "Dead letters deleted: the stream's cap reached (maxlen) or their lifetime over (expired).",
+    ["reason"])
+CONSUMERS_REMOVED = Counter("facegrid_worker_consumers_removed_total",
+                            "Consumers of gone workers deleted from the group.")
+REDIS_USED_MEMORY = Gauge("facegrid_worker_redis_used_memory_bytes",
+                          "Redis used_memory (INFO memory).")
+REDIS_MAXMEMORY = Gauge("facegrid_worker_redis_maxmemory_bytes",
+                        "Redis maxmemory (0: unbounded).")
+LAST_PROGRESS = Gauge("facegrid_worker_loop_last_progress_timestamp_seconds",
+                      "When the worker loop last completed an iteration (liveness).")

@@ -18,10 +18,24 @@ from . import metrics
 class RevokedSet:
     def __init__(self) -> None:
         self._jtis: frozenset[str] = frozenset()
+        #: node id -> every token of that node issued before this epoch second is revoked.
+        self._nodes: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def __contains__(self, jti: str) -> bool:
         return jti in self._jtis
+
+    def node_not_before(self, node_id: str) -> float | None:
+        return self._nodes.get(node_id)
+
+    def replace_nodes(self, nodes: dict[str, float]) -> None:
+        self._nodes = dict(nodes)
+
+    def add_node(self, node_id: str, not_before: float) -> None:
+        with self._lock:
+            nodes = dict(self._nodes)
+            nodes[node_id] = max(not_before, nodes.get(node_id, 0.0))
+            self._nodes = nodes
 
     def __len__(self) -> int:
         return len(self._jtis)

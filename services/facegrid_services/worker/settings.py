@@ -54,6 +54,19 @@ class WorkerSettings(BaseSettings):
     revocation_refresh_s: float = Field(default=60.0, gt=0)
     #: Longest wait between retries while Redis or the database is down.
     max_backoff_s: float = Field(default=5.0, gt=0)
+    #: An entry delivered more often than this without an ack (it crashed or hung
+    #: workers) is dead-lettered as ``poison`` without being looked at again.
+    max_deliveries: int = Field(default=5, ge=1, le=1000)
+    #: How often acknowledged entries are trimmed from the stream and dead letters expired.
+    trim_interval_s: float = Field(default=10.0, gt=0)
+    #: Consumers of gone workers idle this long with nothing pending are deleted.
+    stale_consumer_s: float = Field(default=600.0, gt=0)
+    #: /healthz fails when the loop has not completed an iteration for this long.
+    liveness_timeout_s: float = Field(default=120.0, gt=0)
+    #: Most dead letters kept (the oldest are evicted and counted beyond it).
+    dead_letter_maxlen: int = Field(default=100_000, ge=1)
+    #: Dead letters (which hold embeddings) are deleted after this many seconds.
+    dead_letter_max_age_s: float = Field(default=7 * 86400.0, gt=0)
 
     #: Embedding model id to match.  Unset: follow the gallery (the model of the enrolled
     #: embeddings; an empty gallery accepts any model, every event unknown; a gallery of
@@ -69,8 +82,15 @@ class WorkerSettings(BaseSettings):
 
     #: Sightings of one person closer than this merge into one visit.
     cooldown_s: float = Field(default=300.0, ge=0)
-    #: A corrected_utc further than this in the future (vs the worker clock) is suspect.
+    #: A corrected_utc further than this after the event's arrival (its stream id time)
+    #: is suspect: attendance uses the arrival.
     clock_tolerance_s: float = Field(default=300.0, gt=0)
+    #: A corrected_utc further than this before the event's arrival is back-dated
+    #: (nodes buffer events for max_event_age_s = 300 s): attendance uses the arrival.
+    max_event_age_s: float = Field(default=900.0, gt=0)
+    #: An event whose Lamport value is more than this above the fleet's maximum is
+    #: refused (dead letter ``lamport_jump``): it would drag every node's clock along.
+    lamport_max_jump: int = Field(default=10_000_000, ge=1)
     #: Intruder alert: this many unknown sightings ...
     intruder_count: int = Field(default=5, ge=1)
     #: ... within this many seconds, across all nodes.

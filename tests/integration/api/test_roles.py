@@ -62,11 +62,32 @@ ROLE_TABLE: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/webhooks/{subscription_id}/deliveries"): ADMIN,
     ("POST", "/api/v1/webhooks/{subscription_id}/deliveries/{delivery_id}/replay"): ADMIN,
     ("POST", "/api/v1/webhooks/{subscription_id}/replay"): ADMIN,
+    ("GET", "/api/v1/schedules"): VIEW,
+    ("POST", "/api/v1/schedules"): OPER,
+    ("GET", "/api/v1/schedules/{schedule_id}"): VIEW,
+    ("PUT", "/api/v1/schedules/{schedule_id}"): OPER,
+    ("DELETE", "/api/v1/schedules/{schedule_id}"): OPER,
+    ("GET", "/api/v1/closures"): VIEW,
+    ("POST", "/api/v1/closures"): OPER,
+    ("DELETE", "/api/v1/closures/{closure_id}"): OPER,
+    ("GET", "/api/v1/groups"): VIEW,
+    ("POST", "/api/v1/groups"): OPER,
+    ("GET", "/api/v1/groups/{group_id}"): VIEW,
+    ("PUT", "/api/v1/groups/{group_id}"): OPER,
+    ("DELETE", "/api/v1/groups/{group_id}"): OPER,
+    ("GET", "/api/v1/groups/{group_id}/members"): VIEW,
+    ("PUT", "/api/v1/groups/{group_id}/members/{person_id}"): OPER,
+    ("DELETE", "/api/v1/groups/{group_id}/members/{person_id}"): OPER,
+    ("GET", "/api/v1/statuses"): VIEW,
+    ("GET", "/api/v1/corrections"): VIEW,
+    ("POST", "/api/v1/corrections"): OPER,
+    ("GET", "/api/v1/people/{person_id}/days/{day}"): VIEW,
 }
 
 SAMPLES = {"person_id": "999", "node_id": "cam-1", "entry_id": "1-0", "alert_id": "999",
            "embedding_id": "999", "token_id": "999", "subscription_id": "999",
-           "delivery_id": "999"}
+           "delivery_id": "999", "schedule_id": "999", "group_id": "999",
+           "closure_id": "999", "day": "2026-03-02"}
 
 
 def spec_operations(api) -> list[tuple[str, str, dict]]:

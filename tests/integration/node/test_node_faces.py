@@ -23,7 +23,7 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
 def test_converted_weights_match_opencv(test_weights):
     import cv2
     import torch
-    from facegrid_node.convert import find_graph, verify
+    from facegrid_vision.convert import find_graph, verify
 
     net = cv2.dnn.readNetFromTensorflow(str(find_graph()))
     state = torch.load(test_weights, map_location="cpu", weights_only=True)
@@ -34,7 +34,7 @@ def test_converted_weights_match_opencv(test_weights):
 
 def test_conversion_refuses_a_wrong_model(tmp_path, monkeypatch):
     """A mapping error must fail loudly and write nothing."""
-    from facegrid_node import convert as conv
+    from facegrid_vision import convert as conv
 
     real = conv._plain_convs
 

@@ -51,7 +51,10 @@ def settings(redis_url, store, public_key_file):
     return WorkerSettings(redis_url=redis_url, database_url=store[0],
                           public_key_file=public_key_file, metrics_port=0, migrate=False,
                           consumer="test-worker", block_ms=100, claim_idle_ms=1000,
-                          reclaim_interval_s=0.5, stats_interval_s=0.5, max_backoff_s=0.5)
+                          reclaim_interval_s=0.5, stats_interval_s=0.5, max_backoff_s=0.5,
+                          # The tests' events are dated noon yesterday (never straddling a
+                          # midnight): not back-dated for them.
+                          max_event_age_s=3 * 86400)
 
 
 def enroll(engine, people: dict[str, np.ndarray], model="facenet-casia-webface") -> dict[str, int]:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from facegrid_services.store.models import Alert, Attendance, RevokedToken, Sighting
 from facegrid_services.worker.consumer import GalleryModelError, Worker
+from facegrid_services.worker.plan import Entry
 from facegrid_services.worker.synthetic import EventFactory, near, unit_vectors
 from prometheus_client import REGISTRY
 from sqlalchemy import select
@@ -112,7 +113,8 @@ def test_redelivered_events_change_nothing(wh, settings, store, node, redis_serv
         after = c.execute(select(Attendance)).one()
     assert before == after and after.sightings == 3
     # A batch handed to process() twice (a crash between commit and ack) also stores once.
-    again = [(f"{i}-0", e) for i, e in enumerate(entries, start=1)]
+    now_ms = int(time.time() * 1000)
+    again = [Entry(f"{now_ms}-{i}", e) for i, e in enumerate(entries, start=1)]
     res = worker.process(again)
     assert res.stored == 0 and res.duplicates == 3
 

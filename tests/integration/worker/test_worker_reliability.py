@@ -99,7 +99,8 @@ def test_sigkill_three_times_loses_nothing(wh, settings, store, signing_key, red
     env = {**os.environ, "FACEGRID_REDIS_URL": redis_server.url, "FACEGRID_DATABASE_URL": url,
            "FACEGRID_PUBLIC_KEY_FILE": str(public_key_file), "FACEGRID_METRICS_PORT": "0",
            "FACEGRID_CLAIM_IDLE_MS": "1000", "FACEGRID_RECLAIM_INTERVAL_S": "0.5",
-           "FACEGRID_BLOCK_MS": "200", "FACEGRID_LOG_LEVEL": "WARNING"}
+           "FACEGRID_BLOCK_MS": "200", "FACEGRID_LOG_LEVEL": "WARNING",
+           "FACEGRID_MAX_EVENT_AGE_S": str(3 * 86400)}
     env.pop("FACEGRID_CONSUMER", None)  # a new consumer name per process: forces XAUTOCLAIM
     log = (tmp_path / "worker.log").open("ab")
     rnd = random.Random(os.getpid())

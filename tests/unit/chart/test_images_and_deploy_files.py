@@ -94,7 +94,7 @@ def test_node_image_bakes_weights_and_cpu_torch():
     from facegrid_node.settings import NodeSettings
 
     for env in re.findall(r"\b(FACEGRID_[A-Z_]+)=", text):
-        if env != "FACEGRID_CACHE":  # read by facegrid_node.settings.cache_dir()
+        if env != "FACEGRID_CACHE":  # read by facegrid_vision.models.cache_dir()
             assert env[len("FACEGRID_"):].lower() in NodeSettings.model_fields, env
 
 
@@ -102,8 +102,8 @@ def test_dockerignore_keeps_secrets_and_bulk_out():
     patterns = dockerignore_patterns()
     for path in (".git", ".venv", "tests", "charts", "node_image/signing.key", "facegrid.db"):
         assert ignored(path, patterns), path
-    for path in ("pyproject.toml", "README.md", "constraints", "src", "services", "operator",
-                 "node_image"):
+    for path in ("pyproject.toml", "README.md", "constraints", "src", "vision", "services",
+                 "operator", "node_image"):
         assert not ignored(path, patterns), path
 
 

@@ -217,3 +217,82 @@ def test_many_random_valid_events_round_trip(unit_embedding, make_payload):
     for i in range(200):
         p = make_payload(lamport=i, track_id=i)
         assert wire.decode(entry(p, unit_embedding)).payload == p
+
+
+# Any JSON a client can write: huge integers (beyond int64 and float range), floats of
+# any size, deep nesting, strings, odd types in every position.
+huge_ints = st.one_of(st.integers(), st.integers(min_value=2**53 - 2, max_value=2**64),
+                      st.builds(lambda k, s: s * 10**k, st.integers(15, 420),
+                                st.sampled_from([1, -1])))
+any_json = st.recursive(
+    st.one_of(st.none(), st.booleans(), huge_ints, st.floats(), st.text(max_size=30)),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.text(max_size=8), children, max_size=4),
+    max_leaves=12)
+
+
+def _json_text(value) -> str:
+    """Python's json writes NaN/Infinity as bare words: so may an attacker."""
+    return json.dumps(value, allow_nan=True)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from([*sorted(wire.PAYLOAD_FIELDS), "quality.brightness", "quality.blur"]),
+       value=any_json)
+def test_property_any_json_value_in_any_field_only_raises_wire_error(payload, unit_embedding,
+                                                                     key, value):
+    e = entry(payload, unit_embedding)
+    d = json.loads(e["payload"])
+    if key.startswith("quality."):
+        d["quality"][key.split(".")[1]] = "@@V@@"
+    else:
+        d[key] = "@@V@@"
+    e["payload"] = json.dumps(d).replace('"@@V@@"', _json_text(value)).encode()
+    try:
+        ev = wire.decode(e)
+    except WireError as err:
+        assert err.reason in set(Reason)
+        return
+    assert 0 <= ev.payload.lamport <= wire.MAX_LAMPORT
+    assert float(ev.payload.drift_offset_ms) == ev.payload.drift_offset_ms
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(depth=st.integers(1, 5000), opener=st.sampled_from(["[", '{"a":']))
+def test_property_deep_nesting_only_raises_wire_error(payload, unit_embedding, depth, opener):
+    e = entry(payload, unit_embedding)
+    closer = "]" if opener == "[" else "}"
+    e["payload"] = (opener * depth + "1" + closer * depth).encode()
+    with pytest.raises(WireError):
+        wire.decode(e)
+
+
+@pytest.mark.parametrize("field", ["drift_offset_ms", "det_confidence", "lamport", "track_id"])
+def test_ten_to_the_400_is_the_formats_error(payload, unit_embedding, field):
+    e = entry(payload, unit_embedding)
+    d = json.loads(e["payload"])
+    d[field] = "@@V@@"
+    e["payload"] = json.dumps(d).replace('"@@V@@"', "1" + "0" * 400).encode()
+    with pytest.raises(WireError) as err:  # was OverflowError for the float fields
+        wire.decode(e)
+    assert err.value.reason == Reason.BAD_VALUE
+
+
+def test_lamport_bounded_by_2_pow_53(make_payload, unit_embedding):
+    assert wire.decode(entry(make_payload(lamport=2**53), unit_embedding)).payload.lamport == 2**53
+    with pytest.raises(WireError) as err:
+        wire.decode(entry(make_payload(lamport=2**53 + 1), unit_embedding))
+    assert err.value.reason == Reason.BAD_VALUE
+
+
+def test_result_message_round_trip_and_refusals():
+    r = wire.Result("0190f0f0-0000-7000-8000-000000000001", 7, True)
+    assert json.loads(r.to_json()) == {"event_id": r.event_id, "track_id": 7, "recognised": True}
+    assert wire.decode_result(r.to_json()) == r
+    for bad in ("[]", "{", '{"event_id":"x","track_id":1,"recognised":true}',
+                '{"event_id":"0190f0f0-0000-7000-8000-000000000001","track_id":1e999,'
+                '"recognised":true}', "1" * 300):
+        with pytest.raises(WireError):
+            wire.decode_result(bad)

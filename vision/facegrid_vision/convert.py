@@ -224,11 +224,11 @@ def convert(out: Path, *, graph: Path | None = None, tolerance: float = DEFAULT_
 
 def ensure_test_weights(path: Path | None = None) -> tuple[Path, ConversionReport | None]:
     """The converted CASIA weights at the cache path, converting them if missing."""
-    from facegrid_node.settings import test_weights_path
+    from facegrid_vision.models import test_weights_path
 
     target = Path(path) if path else test_weights_path()
     if target.is_file():
-        from facegrid_node.faces import WeightsError, load_resnet
+        from facegrid_vision.faces import WeightsError, load_resnet
 
         try:
             load_resnet(target)

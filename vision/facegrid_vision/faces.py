@@ -1,7 +1,7 @@
 """Face analysis: MTCNN detection and InceptionResnetV1 embeddings (facenet-pytorch).
 
-Everyone that turns pictures into embeddings uses this module (the node, and
-``facegrid enroll`` on the admin's machine), so a gallery and the events it is
+Everyone that turns pictures into embeddings uses this module (the node,
+``facegrid enroll`` on the admin's machine, the tools), so a gallery and the events it is
 matched against are always computed the same way:
 
 * MTCNN finds faces (``min_face_size`` configurable); frames larger than
@@ -24,12 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from facegrid_node.settings import (
-    CASIA_MODEL_ID,
-    MODEL_ID_RE,
-    VGGFACE2_MODEL_ID,
-    test_weights_path,
-)
+from facegrid_vision.models import WeightsError, resolve_weights
 
 if TYPE_CHECKING:
     import torch
@@ -38,10 +33,6 @@ log = logging.getLogger(__name__)
 
 IMAGE_SIZE = 160
 EMBEDDING_DIM = 512
-
-
-class WeightsError(RuntimeError):
-    """The requested embedding weights cannot be loaded (message says what to do)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,26 +186,6 @@ class FaceAnalyzer:
         emb = self.embed(rgb, boxes)
         return [DetectedFace(tuple(float(v) for v in b), float(p), e)
                 for b, p, e in zip(boxes, probs, emb, strict=True)]
-
-
-def resolve_weights(weights: str | Path, model_id: str | None = None) -> tuple[str, Path | None]:
-    """``(model_id, state_dict path or None for the pretrained vggface2 download)``."""
-    w = str(weights)
-    if w in ("vggface2", VGGFACE2_MODEL_ID):
-        return model_id or VGGFACE2_MODEL_ID, None
-    if w in ("casia-webface", CASIA_MODEL_ID):
-        path = test_weights_path()
-        if not path.is_file():
-            raise WeightsError(f"{path} does not exist: run `facegrid models ensure-test-weights`")
-        return model_id or CASIA_MODEL_ID, path
-    path = Path(w).expanduser()
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist (use 'vggface2', "
-                           "'casia-webface' or a state_dict file)")
-    mid = model_id or path.stem
-    if not MODEL_ID_RE.match(mid):
-        raise WeightsError(f"cannot use {path.stem!r} as model id: pass --model-id")
-    return mid, path
 
 
 def load_resnet(path: Path | None) -> torch.nn.Module:

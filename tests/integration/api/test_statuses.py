@@ -1,0 +1,169 @@
+"""Schedules, groups, day statuses, corrections and evidence through the real API
+(SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from facegrid_services.day_status import local_instant
+
+pytestmark = pytest.mark.integration
+
+BERLIN = ZoneInfo("Europe/Berlin")
+MON = date(2026, 3, 23)  # the week of the spring DST change (Sunday 29 March)
+
+
+def at(day: date, hh: int, mm: int = 0) -> datetime:
+    return local_instant(day, time(hh, mm), BERLIN)
+
+
+def setup_person(api, name="Ada Lovelace", shifts=None) -> tuple[int, int, int]:
+    shifts = shifts or [{"weekday": d, "start": "08:00", "end": "16:00"} for d in range(5)]
+    r = api.client.post("/api/v1/schedules", headers=api.admin,
+                        json={"name": f"office {name}", "timezone": "Europe/Berlin",
+                              "shifts": shifts, "grace_late_min": 5})
+    assert r.status_code == 201, r.text
+    sched = r.json()["id"]
+    r = api.client.post("/api/v1/groups", headers=api.admin,
+                        json={"name": f"team {name}", "schedule_id": sched})
+    assert r.status_code == 201, r.text
+    group = r.json()["id"]
+    r = api.client.post("/api/v1/people", headers=api.admin, json={"name": name})
+    assert r.status_code == 201, r.text
+    person = r.json()["id"]
+    r = api.client.put(f"/api/v1/groups/{group}/members/{person}", headers=api.admin)
+    assert r.status_code == 204, r.text
+    return sched, group, person
+
+
+def report(api, start, end, **params):
+    r = api.client.get("/api/v1/statuses", headers=api.admin,
+                       params={"start": start.isoformat(), "end": end.isoformat(), **params})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_week_statuses_with_a_late_arrival_and_an_absence(api, make_sighting):
+    _, group, person = setup_person(api)
+    # Monday on time, Tuesday 25 min late, Wednesday absent, Thursday leaves early,
+    # Friday on time; the door camera sees arrivals and departures.
+    days = {0: ((7, 58), (16, 5)), 1: ((8, 25), (16, 2)), 3: ((7, 55), (14, 0)),
+            4: ((8, 0), (16, 0))}
+    for wd, (a, b) in days.items():
+        d = MON + timedelta(days=wd)
+        make_sighting(person_id=person, at=at(d, *a), node_id="door-1")
+        make_sighting(person_id=person, at=at(d, *b), node_id="door-1")
+    body = report(api, MON, MON + timedelta(days=6), group_id=group, tz="Europe/Berlin")
+    (p,) = body["items"]
+    got = {d["day"]: d["status"] for d in p["days"]}
+    assert list(got.values()) == ["present", "late", "absent", "left_early", "present",
+                                  "off", "off"]
+    tue = p["days"][1]
+    assert tue["late_minutes"] == 25 and tue["first_in_local"] == "2026-03-24T08:25:00+01:00"
+    assert p["days"][0]["on_site_hours"] == pytest.approx(8.12, abs=0.01)
+    assert (p["present"], p["late"], p["absent"]) == (4, 1, 1)
+    assert p["groups"] == ["team Ada Lovelace"]
+
+
+def test_correction_changes_the_report_and_leaves_the_evidence(api, make_sighting):
+    _, _, person = setup_person(api)
+    make_sighting(person_id=person, at=at(MON, 8, 40), node_id="door-1")
+    make_sighting(person_id=person, at=at(MON, 16, 0), node_id="door-1")
+    assert report(api, MON, MON)["items"][0]["days"][0]["status"] == "late"
+    r = api.client.post("/api/v1/corrections", headers=api.admin, json={
+        "person_id": person, "day": MON.isoformat(), "kind": "set_check_in",
+        "at": at(MON, 8, 0).isoformat(), "reason": "badge log shows 08:00, camera was dark"})
+    assert r.status_code == 201, r.text
+    c = r.json()
+    assert c["before"]["status"] == "late" and c["after"]["status"] == "present"
+    assert c["made_by"]  # who made it
+    day = report(api, MON, MON)["items"][0]["days"][0]
+    assert day["status"] == "present" and day["corrected"] and day["corrections"] == [c["id"]]
+    ev = api.client.get(f"/api/v1/people/{person}/days/{MON.isoformat()}", headers=api.admin,
+                        params={"tz": "America/New_York"}).json()
+    # The camera evidence is untouched: still 08:40 Berlin, shown in New York time too.
+    assert [s["viewer_local"] for s in ev["sightings"]] == ["2026-03-23T03:40:00-04:00",
+                                                            "2026-03-23T11:00:00-04:00"]
+    assert ev["sightings"][0]["node_id"] == "door-1" and "drift_offset_ms" in ev["sightings"][0]
+    assert [x["id"] for x in ev["corrections"]] == [c["id"]]
+    assert ev["status"]["corrected"]
+    trail = api.client.get("/api/v1/corrections", headers=api.admin,
+                           params={"person_id": person}).json()
+    assert trail["total"] == 1 and trail["items"][0]["reason"].startswith("badge log")
+
+
+def test_late_arriving_event_recomputes_the_day(api, make_sighting):
+    _, _, person = setup_person(api)
+    assert report(api, MON, MON)["items"][0]["days"][0]["status"] == "absent"
+    # A node that was offline delivers Monday's events on Tuesday.
+    make_sighting(person_id=person, at=at(MON, 7, 59))
+    make_sighting(person_id=person, at=at(MON, 16, 1))
+    assert report(api, MON, MON)["items"][0]["days"][0]["status"] == "present"
+
+
+def test_overnight_shift_over_the_dst_change(api, make_sighting):
+    # Saturday 28 March 22:00 -> Sunday 06:00 across the spring jump: 7 real hours.
+    sat = MON + timedelta(days=5)
+    _, _, person = setup_person(api, "Night Owl",
+                                [{"weekday": 5, "start": "22:00", "end": "06:00"}])
+    make_sighting(person_id=person, at=at(sat, 21, 58))
+    make_sighting(person_id=person, at=at(sat + timedelta(days=1), 6, 3))
+    days = report(api, sat, sat + timedelta(days=1))["items"][0]["days"]
+    assert days[0]["status"] == "present" and days[0]["scheduled_hours"] == 7.0
+    assert days[0]["on_site_hours"] == pytest.approx(7.08, abs=0.01)
+    assert days[1]["status"] == "off" and days[1]["on_site_hours"] == 0
+
+
+def test_closures_csv_and_xlsx(api, make_sighting):
+    sched, _, _ = setup_person(api, "=cmd|' /C calc'!A0")
+    r = api.client.post("/api/v1/closures", headers=api.admin,
+                        json={"day": MON.isoformat(), "name": "Spring holiday",
+                              "schedule_id": sched})
+    assert r.status_code == 201, r.text
+    r = api.client.post("/api/v1/closures", headers=api.admin,
+                        json={"day": MON.isoformat(), "schedule_id": sched})
+    assert r.status_code == 409
+    r = api.client.get("/api/v1/statuses", headers=api.admin, params={
+        "start": MON.isoformat(), "end": MON.isoformat(), "format": "csv"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert rows[1][2].startswith("'=") and rows[1][4] == "holiday"
+    r = api.client.get("/api/v1/statuses", headers=api.admin, params={
+        "start": MON.isoformat(), "end": MON.isoformat(), "format": "xlsx"})
+    assert r.status_code == 200
+    from openpyxl import load_workbook
+
+    wb = load_workbook(io.BytesIO(r.content))
+    assert wb["Days"]["C2"].value.startswith("'=") and wb["Days"]["C2"].data_type == "s"
+
+
+def test_bad_input_is_refused_with_a_reason(api):
+    _, _, person = setup_person(api)
+    r = api.client.post("/api/v1/schedules", headers=api.admin, json={
+        "name": "bad", "timezone": "Mars/Olympus", "shifts": []})
+    assert r.status_code == 422 and "Mars/Olympus" in r.text
+    r = api.client.post("/api/v1/schedules", headers=api.admin, json={
+        "name": "bad", "timezone": "UTC", "shifts": [{"weekday": 7, "start": "25:00",
+                                                       "end": "08:00"}]})
+    assert r.status_code == 422
+    r = api.client.get("/api/v1/statuses", headers=api.admin,
+                       params={"start": "2026-01-01", "end": "2027-06-01"})
+    assert r.status_code == 422 and "366" in r.text
+    base = {"person_id": person, "day": MON.isoformat(), "reason": "typo test"}
+    r = api.client.post("/api/v1/corrections", headers=api.admin,
+                        json={**base, "kind": "set_check_in", "at": "2027-03-23T08:00:00Z"})
+    assert r.status_code == 422 and "not within a day" in r.text
+    r = api.client.post("/api/v1/corrections", headers=api.admin,
+                        json={**base, "kind": "add_visit", "at": at(MON, 8).isoformat()})
+    assert r.status_code == 422 and "needs until" in r.text
+    r = api.client.post("/api/v1/corrections", headers=api.admin,
+                        json={**base, "kind": "set_check_in", "at": "2026-03-23T08:00:00"})
+    assert r.status_code == 422 and "offset" in r.text
+    r = api.client.post("/api/v1/corrections", headers=api.admin,
+                        json={**base, "person_id": 99999, "kind": "set_check_in",
+                              "at": at(MON, 8).isoformat()})
+    assert r.status_code == 404

@@ -1,0 +1,52 @@
+"""Embedding model ids, the weights cache, and weights resolution (no torch import).
+
+A gallery built with one model id is never matched against events of another,
+so every producer of embeddings (the node, ``facegrid enroll``, the tools)
+resolves ``--weights`` through :func:`resolve_weights` here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+MODEL_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+#: Embedding model ids (a gallery built with one must never be matched with another).
+CASIA_MODEL_ID = "facenet-casia-webface"
+VGGFACE2_MODEL_ID = "facenet-vggface2"
+
+
+class WeightsError(RuntimeError):
+    """The requested embedding weights cannot be loaded (message says what to do)."""
+
+
+def cache_dir() -> Path:
+    """``${FACEGRID_CACHE:-~/.cache/facegrid}``."""
+    return Path(os.environ.get("FACEGRID_CACHE") or Path.home() / ".cache" / "facegrid")
+
+
+def test_weights_path() -> Path:
+    """Where ``facegrid models ensure-test-weights`` writes the converted CASIA weights."""
+    return cache_dir() / "weights" / f"{CASIA_MODEL_ID}.pt"
+
+
+def resolve_weights(weights: str | Path, model_id: str | None = None) -> tuple[str, Path | None]:
+    """``(model_id, state_dict path or None for the pretrained vggface2 download)``."""
+    w = str(weights)
+    if w in ("vggface2", VGGFACE2_MODEL_ID):
+        return model_id or VGGFACE2_MODEL_ID, None
+    if w in ("casia-webface", CASIA_MODEL_ID):
+        path = test_weights_path()
+        if not path.is_file():
+            raise WeightsError(f"{path} does not exist: run `facegrid models ensure-test-weights`")
+        return model_id or CASIA_MODEL_ID, path
+    path = Path(w).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist (use 'vggface2', "
+                           "'casia-webface' or a state_dict file)")
+    mid = model_id or path.stem
+    if not MODEL_ID_RE.match(mid):
+        raise WeightsError(f"cannot use {path.stem!r} as model id: pass --model-id")
+    return mid, path
