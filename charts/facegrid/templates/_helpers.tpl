@@ -232,6 +232,8 @@ seccompProfile:
   value: {{ .Values.worker.metrics.port | quote }}
 - name: FACEGRID_MODEL
   value: {{ .Values.model | quote }}
+- name: FACEGRID_NOTIFY
+  value: {{ .Values.notifier.enabled | quote }}
 {{- end }}
 
 {{/* Operator env (OperatorSettings). */}}

@@ -97,12 +97,13 @@ def _rows(accepted: list[Accepted], threshold: float, received: datetime) -> lis
 
 class Store:
     def __init__(self, engine: Engine, *, tz: ZoneInfo, cooldown: timedelta,
-                 intruder_count: int, intruder_window_s: float) -> None:
+                 intruder_count: int, intruder_window_s: float, notify: bool = True) -> None:
         self.engine = engine
         self.tz = tz
         self.cooldown = cooldown
         self.intruder_count = intruder_count
         self.intruder_window_s = intruder_window_s
+        self.notify = notify
 
     def commit(self, plan: BatchPlan, recent_alerts: list[datetime], *,
                split: bool = True) -> StoreOutcome:
@@ -156,10 +157,11 @@ class Store:
                     seen.append(Seen(a.person_id, a.attendance_at, p.lamport, p.node_id))
                 else:
                     unknowns.append((a.event.corrected_at, p.node_id))
-                presences.append(notify_outbox.presence_row(
-                    event_id=p.event_id, node_id=p.node_id, track_id=p.track_id,
-                    person_id=a.person_id if a.recognised else None, score=a.score,
-                    at=a.event.corrected_at))
+                if self.notify:
+                    presences.append(notify_outbox.presence_row(
+                        event_id=p.event_id, node_id=p.node_id, track_id=p.track_id,
+                        person_id=a.person_id if a.recognised else None, score=a.score,
+                        at=a.event.corrected_at))
             repo.upsert_attendance(conn, plan_attendance(seen, self.tz, self.cooldown))
             notify_outbox.presences_stored(conn, presences)
             if unknowns:

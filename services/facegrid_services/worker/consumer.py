@@ -105,7 +105,8 @@ class Worker:
         self.store = Store(self.engine, tz=ZoneInfo(settings.site_timezone),
                            cooldown=timedelta(seconds=settings.cooldown_s),
                            intruder_count=settings.intruder_count,
-                           intruder_window_s=settings.intruder_window_s)
+                           intruder_window_s=settings.intruder_window_s,
+                           notify=settings.notify)
         self.duties = StreamDuties(self.redis)
         self.gallery = Gallery.empty(settings.model)
         self._gallery_loaded = False

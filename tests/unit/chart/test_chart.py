@@ -192,7 +192,11 @@ def test_external_redis_and_database(render, helm):
     assert worker["FACEGRID_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
         "name": "facegrid-db", "key": "url"}
     assert {n["metadata"]["name"] for n in by_kind(docs, "NetworkPolicy").values()} == {
-        "fg-facegrid-server", "fg-facegrid-worker", "fg-facegrid-operator"}
+        "fg-facegrid-server", "fg-facegrid-worker", "fg-facegrid-operator",
+        "fg-facegrid-notifier"}
+    notifier = env_of(docs, "Deployment", "fg-facegrid-notifier")
+    assert notifier["FACEGRID_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "facegrid-db", "key": "url"}
     # Forgetting the URL is a clear error, not a broken install.
     p = helm.template_text("--set", "redis.enabled=false", check=False)
     assert p.returncode != 0
@@ -434,6 +438,10 @@ def test_notifier_and_the_optional_mqtt_broker(render):
     assert env["FACEGRID_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == \
         "fg-facegrid-database"
     assert "FACEGRID_MQTT_URL" not in env and env["FACEGRID_METRICS_PORT"]["value"] == "9103"
+    assert env_of(docs, "Deployment", "fg-facegrid-worker")["FACEGRID_NOTIFY"]["value"] == "true"
+    off = render("--set", "notifier.enabled=false")
+    assert "fg-facegrid-notifier" not in by_kind(off, "Deployment")
+    assert env_of(off, "Deployment", "fg-facegrid-worker")["FACEGRID_NOTIFY"]["value"] == "false"
     dep = by_kind(docs, "Deployment")["fg-facegrid-notifier"]
     assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
     pg = by_kind(docs, "NetworkPolicy")["fg-facegrid-postgresql"]
