@@ -55,7 +55,11 @@ class Notifier:
         self.sessions = sessions
         self.mqtt = mqtt
         self.now = now
-        self._tasks: dict[int, asyncio.Task] = {}
+        #: Delivery rounds running per subscription (two overlap: one sends while the
+        #: next is fetched and the last one's outcomes are stored).
+        self._tasks: dict[int, list[asyncio.Task]] = {}
+        self._inflight: dict[int, set[int]] = {}
+        self._fetch_locks: dict[int, asyncio.Lock] = {}
         self._last_camera_poll = 0.0
         self._last_housekeeping = 0.0
 
@@ -147,9 +151,20 @@ class Notifier:
         """One round for one subscription: up to ``webhook_batch`` due deliveries, at most
         ``webhook_concurrency`` in flight, outcomes stored in one transaction.  While the
         receiver is failing, one delivery probes it; the backlog follows once it answers."""
-        batch = await asyncio.to_thread(self._due, sub_id, 1 if failing else None)
+        inflight = self._inflight.setdefault(sub_id, set())
+        async with self._fetch_locks.setdefault(sub_id, asyncio.Lock()):
+            batch = await asyncio.to_thread(self._due, sub_id, 1 if failing else None,
+                                            frozenset(inflight))
+            inflight.update(d.id for d in batch)
         if not batch:
             return 0
+        try:
+            return await self._send_and_record(http, sub_id, url, secret, batch)
+        finally:
+            inflight.difference_update(d.id for d in batch)
+
+    async def _send_and_record(self, http: HttpPool, sub_id: int, url: str, secret: str,
+                               batch: list[webhooks.Due]) -> int:
         gate = asyncio.Semaphore(self.settings.webhook_concurrency)
 
         async def one(d: webhooks.Due) -> webhooks.Result:
@@ -172,10 +187,11 @@ class Notifier:
                         next(r.error for r in results if not r.ok))
         return len(batch)
 
-    def _due(self, sub_id: int, limit: int | None = None) -> list[webhooks.Due]:
+    def _due(self, sub_id: int, limit: int | None = None,
+             exclude: frozenset[int] = frozenset()) -> list[webhooks.Due]:
         with self.sessions() as session:
             return webhooks.due(session, sub_id, self.now(),
-                                limit or self.settings.webhook_batch)
+                                limit or self.settings.webhook_batch, exclude)
 
     def _record(self, sub_id: int, results, now: datetime) -> tuple[int, int, int]:
         s = self.settings
@@ -195,12 +211,16 @@ class Notifier:
             self._last_housekeeping = mono
             await asyncio.to_thread(self.housekeeping)
         for sub_id, url, secret, failing in await asyncio.to_thread(self.ready_subscriptions):
-            task = self._tasks.get(sub_id)
-            if task is None or task.done():
-                if task is not None and task.exception() is not None:
+            running = []
+            for task in self._tasks.get(sub_id, []):
+                if not task.done():
+                    running.append(task)
+                elif not task.cancelled() and task.exception() is not None:
                     log.error("webhook %d delivery round failed: %r", sub_id, task.exception())
-                self._tasks[sub_id] = asyncio.create_task(
-                    self.deliver(http, sub_id, url, secret, failing), name=f"webhook-{sub_id}")
+            if len(running) < (1 if failing else 2):
+                running.append(asyncio.create_task(
+                    self.deliver(http, sub_id, url, secret, failing), name=f"webhook-{sub_id}"))
+            self._tasks[sub_id] = running
         return busy
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -219,9 +239,10 @@ class Notifier:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), s.notify_poll_interval_s)
         finally:
-            for task in self._tasks.values():
+            tasks = [t for ts in self._tasks.values() for t in ts]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             http.close()
 
 

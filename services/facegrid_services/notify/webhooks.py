@@ -168,11 +168,16 @@ def pseudonym_key(secret: str) -> bytes:
     return hashlib.sha256(b"facegrid-pseudonym:" + signing.secret_key(secret)).digest()
 
 
-def due(session: Session, sub_id: int, now: datetime, limit: int) -> list[Due]:
+def due(session: Session, sub_id: int, now: datetime, limit: int,
+        exclude: Iterable[int] = ()) -> list[Due]:
+    """Pending deliveries due now, oldest first, except ``exclude`` (already in flight)."""
     d = WebhookDelivery
     q = (select(d.id, d.event_id, d.body, d.created_at).where(
         d.subscription_id == sub_id, d.status == PENDING, d.next_attempt_at <= now)
         .order_by(d.id).limit(limit))
+    exclude = list(exclude)
+    if exclude:
+        q = q.where(d.id.not_in(exclude))
     return [Due(i, e, b, c) for i, e, b, c in session.execute(q)]
 
 

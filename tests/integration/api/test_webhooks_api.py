@@ -26,7 +26,7 @@ def notifier_round(api, settings: NotifierSettings, rounds: int = 3) -> None:
         for _ in range(rounds):
             await service.step(http)
             await asyncio.sleep(0.2)
-        await asyncio.gather(*service._tasks.values())
+        await asyncio.gather(*(t for ts in service._tasks.values() for t in ts))
         http.close()
 
     asyncio.run(go())
