@@ -51,6 +51,8 @@ class NodeAgent:
             from facegrid_vision.faces import load_analyzer
 
             analyzer = load_analyzer(settings.weights, model_id=settings.model_id,
+                                     backend=settings.backend, onnx_dir=settings.onnx_dir,
+                                     int8=settings.int8, max_batch=settings.embed_batch,
                                      min_face_size=settings.min_face_size,
                                      margin=settings.margin,
                                      detect_max_side=settings.detect_max_side,

@@ -49,7 +49,17 @@ def node(
         "[env FACEGRID_RESEND_INTERVAL_S].")] = None,
     reembed_every: Annotated[int | None, typer.Option("--reembed-every")] = None,
     detect_every: Annotated[int | None, typer.Option("--detect-every")] = None,
-    threads: Annotated[int | None, typer.Option("--threads", help="torch threads (0: cores) "
+    backend: Annotated[str | None, typer.Option(
+        "--backend", help="onnx (default, no torch) or torch [env FACEGRID_BACKEND].")] = None,
+    onnx_dir: Annotated[Path | None, typer.Option(
+        "--onnx-dir", help="Folder of exported ONNX files [env FACEGRID_ONNX_DIR].")] = None,
+    int8: Annotated[bool | None, typer.Option(
+        "--int8/--no-int8", help="int8 embedder (onnx) [env FACEGRID_INT8].")] = None,
+    detect_max_side: Annotated[int | None, typer.Option(
+        "--detect-max-side", help="Longest frame side given to the detector "
+        "[env FACEGRID_DETECT_MAX_SIDE].")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="Inference threads (0: "
+                                                "cores − 1) "
                                                 "[env FACEGRID_THREADS].")] = None,
 ) -> None:
     """Run the edge node agent: camera → faces → embeddings → Redis stream (never pictures)."""
@@ -65,7 +75,8 @@ def node(
              "loop": loop, "show": show, "min_face_size": min_face_size,
              "idle_after_s": idle_after, "send_distance": send_distance,
              "resend_interval_s": resend_interval, "reembed_every": reembed_every,
-             "detect_every": detect_every, "threads": threads}
+             "detect_every": detect_every, "threads": threads, "backend": backend,
+             "onnx_dir": onnx_dir, "int8": int8, "detect_max_side": detect_max_side}
     try:
         settings = NodeSettings(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as e:

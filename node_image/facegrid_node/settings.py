@@ -8,6 +8,7 @@ one :class:`NodeSettings` and passes it down.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from facegrid_vision.models import MODEL_ID_RE
@@ -44,16 +45,30 @@ class NodeSettings(BaseSettings):
 
     # --- model --------------------------------------------------------------
     weights: str = Field("vggface2", description="'vggface2' (facenet-pytorch pretrained, "
-                         "downloaded once), 'casia-webface' (converted test weights) or a "
-                         "state_dict file.")
+                         "downloaded once), 'casia-webface' (converted test weights), a "
+                         "state_dict file, or a folder of exported ONNX files "
+                         "(manifest.json).")
+    backend: Literal["onnx", "torch"] = Field(
+        "onnx", description="'onnx' (ONNX Runtime + numpy, no torch: the node image) or "
+        "'torch' (facenet-pytorch, needs the torch extra).")
+    onnx_dir: Path | None = Field(None, description="Folder of exported ONNX files (default: "
+                                  "the weights folder, or the cache folder of its model id, "
+                                  "exported there first when torch is installed).")
+    int8: bool = Field(False, description="Run the int8 (dynamically quantised) embedder "
+                       "(onnx backend; model id gets '.int8', so the gallery must be "
+                       "enrolled with it too).")
     model_id: str | None = Field(None, description="Model id for a --weights file "
                                  "(default: the file name without suffix).")
     min_face_size: int = Field(40, ge=12, le=1000, description="MTCNN minimum face, pixels.")
     margin: int = Field(20, ge=0, le=100, description="Crop margin in 160×160 pixels.")
     detect_max_side: int = Field(640, ge=0, description="Downscale frames so their longer "
-                                 "side is at most this before MTCNN (0: never).")
+                                 "side is at most this before MTCNN (0: never); smaller is "
+                                 "faster but misses small faces (raise min_face_size with it "
+                                 "only for near cameras).")
     det_threshold: float = Field(0.92, ge=0, le=1, description="Minimum face probability.")
-    threads: int = Field(0, ge=0, le=256, description="torch threads (0: cores − 1, at least 1).")
+    threads: int = Field(0, ge=0, le=256, description="Inference threads (0: cores − 1, at "
+                         "least 1).")
+    embed_batch: int = Field(16, ge=1, le=256, description="Most faces per embedding run.")
 
     # --- quality and idle ---------------------------------------------------
     dark_threshold: float = Field(25.0, ge=0, le=255, description="Mean brightness below "
@@ -67,8 +82,9 @@ class NodeSettings(BaseSettings):
 
     # --- tracking and sending ------------------------------------------------
     iou_threshold: float = Field(0.3, gt=0, lt=1, description="IoU to continue a track.")
-    detect_every: int = Field(3, ge=1, le=100, description="Run the detector every N frames "
-                              "while faces are tracked (every frame when none is; 1: always).")
+    detect_every: int = Field(1, ge=1, le=100, description="Run the detector every N frames "
+                              "while faces are tracked (every frame when none is; 1: every "
+                              "active frame, the default).")
     reembed_every: int = Field(10, ge=1, le=10000, description="Re-embed a track every K "
                                "detections.")
     reembed_iou: float = Field(0.6, gt=0, le=1, description="Re-embed when the box's IoU with "
@@ -122,6 +138,8 @@ class NodeSettings(BaseSettings):
             raise ValueError("server_url must start with http:// or https://")
         if (self.camera_width is None) != (self.camera_height is None):
             raise ValueError("set camera_width and camera_height together")
+        if self.int8 and self.backend != "onnx":
+            raise ValueError("int8 needs backend onnx")
         return self
 
     @property

@@ -22,13 +22,24 @@ def enroll(
         "--admin-token-file", envvar="FACEGRID_ADMIN_TOKEN_FILE")] = None,
     weights: Annotated[str, typer.Option(
         "--weights", envvar="FACEGRID_WEIGHTS",
-        help="casia-webface, vggface2 or a state_dict file (as the nodes use).")
+        help="casia-webface, vggface2, a state_dict file or an exported ONNX folder "
+             "(as the nodes use).")
     ] = "casia-webface",
+    backend: Annotated[str, typer.Option(
+        "--backend", envvar="FACEGRID_BACKEND",
+        help="onnx (default, as the nodes) or torch (the reference; needs the torch extra). "
+             "Both give the same model id and embeddings within 1e-4.")] = "onnx",
+    onnx_dir: Annotated[Path | None, typer.Option(
+        "--onnx-dir", envvar="FACEGRID_ONNX_DIR", help="Folder of exported ONNX files.")
+    ] = None,
+    int8: Annotated[bool, typer.Option(
+        "--int8/--no-int8", envvar="FACEGRID_INT8",
+        help="int8 embedder, for nodes that run --int8 (model id '<id>.int8').")] = False,
     min_face_size: Annotated[int, typer.Option(help="Smallest face in pixels.")] = 20,
     margin: Annotated[int, typer.Option(help="Crop margin in pixels (as the nodes).")] = 20,
     threads: Annotated[int, typer.Option(
-        help="torch threads (0: one per core). 1 is the default: on a busy machine more "
-             "threads than free cores made embedding 20x slower here.")] = 1,
+        help="Inference threads (0: one per core but one). 1 is the default: on a busy "
+             "machine more threads than free cores made embedding 20x slower here.")] = 1,
 ) -> None:
     """Enroll DIR/<person>/<photos>: faces are embedded here, only embeddings are uploaded.
 
@@ -56,6 +67,8 @@ def enroll(
     try:
         people = logic.scan(directory)
         model, _ = resolve_weights(weights)
+        if int8:
+            model += ".int8"
     except Exception as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
@@ -63,7 +76,8 @@ def enroll(
     try:
         summary = logic.enroll(
             people, client,
-            lambda: load_analyzer(weights, min_face_size=min_face_size, margin=margin,
+            lambda: load_analyzer(weights, backend=backend, onnx_dir=onnx_dir, int8=int8,
+                                  min_face_size=min_face_size, margin=margin,
                                   threads=threads),
             model,
             progress=lambda it: tqdm(list(it), desc="embedding", unit="photo", file=sys.stderr))

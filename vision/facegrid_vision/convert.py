@@ -228,7 +228,7 @@ def ensure_test_weights(path: Path | None = None) -> tuple[Path, ConversionRepor
 
     target = Path(path) if path else test_weights_path()
     if target.is_file():
-        from facegrid_vision.faces import WeightsError, load_resnet
+        from facegrid_vision.torch_backend import WeightsError, load_resnet
 
         try:
             load_resnet(target)

@@ -1,4 +1,4 @@
-"""Face analysis: MTCNN detection and InceptionResnetV1 embeddings (facenet-pytorch).
+"""Face analysis: MTCNN detection and InceptionResnetV1 embeddings, on either backend.
 
 Everyone that turns pictures into embeddings uses this module (the node,
 ``facegrid enroll`` on the admin's machine, the tools), so a gallery and the events it is
@@ -12,6 +12,12 @@ matched against are always computed the same way:
 * all faces of a frame go through InceptionResnetV1 in one batch and come out
   as L2-normalised 512-d float32 vectors.
 
+Two backends run the networks behind the same :class:`FaceAnalyzer`: ``onnx``
+(ONNX Runtime and numpy, :mod:`facegrid_vision.onnx_backend`, the default; no
+torch) and ``torch`` (facenet-pytorch, :mod:`facegrid_vision.torch_backend`,
+the reference).  Pyramid, NMS, regression, crops and normalisation are this
+package's numpy code for both, so they differ only in the network arithmetic.
+
 Images stay in memory: nothing here writes a pixel anywhere.
 """
 
@@ -20,14 +26,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
-from facegrid_vision.models import WeightsError, resolve_weights
-
-if TYPE_CHECKING:
-    import torch
+from facegrid_vision.models import WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -87,53 +90,62 @@ def standardise(crops: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
+class FaceDetector(Protocol):
+    """The MTCNN runner of a backend: faces of same-sized (n,h,w,3) uint8 images."""
+
+    def detect_many(self, imgs: np.ndarray) -> list: ...  # list[mtcnn.Detections]
+
+
+class EmbedNet(Protocol):
+    """InceptionResnetV1 of a backend: float32 (n,3,160,160) standardised → (n,512)."""
+
+    def __call__(self, x: np.ndarray) -> np.ndarray: ...
+
+
 class FaceAnalyzer:
     """MTCNN + InceptionResnetV1 behind the :class:`Detector`/:class:`Embedder` seams."""
 
-    def __init__(self, mtcnn, resnet: torch.nn.Module, model_id: str, *, margin: int = 20,
-                 detect_max_side: int = 0, det_threshold: float = 0.0) -> None:
+    def __init__(self, mtcnn: FaceDetector, net: EmbedNet, model_id: str, *, margin: int = 20,
+                 detect_max_side: int = 0, det_threshold: float = 0.0,
+                 backend: str = "onnx", max_batch: int = 16) -> None:
         self._mtcnn = mtcnn
-        self._resnet = resnet.eval()
+        self._net = net
         self.model_id = model_id
+        self.backend = backend
         self.margin = margin
         self.detect_max_side = detect_max_side
         self.det_threshold = det_threshold
+        self.max_batch = max(1, max_batch)
 
-    def detect(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _scaled(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
         import cv2
-        import torch
 
-        rgb = _check_rgb(rgb)
         h, w = rgb.shape[:2]
-        scale = 1.0
-        img = rgb
         if self.detect_max_side and max(h, w) > self.detect_max_side:
             scale = self.detect_max_side / max(h, w)
-            img = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
-                             interpolation=cv2.INTER_AREA)
-        with torch.inference_mode():
-            boxes, probs = self._mtcnn.detect(img)
-        return self._filter(boxes, probs, scale, w, h)
+            return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                              interpolation=cv2.INTER_AREA), scale
+        return rgb, 1.0
+
+    def detect(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.detect_batch([rgb])[0]
 
     def detect_batch(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """:meth:`detect` for many images; same-sized ones go through MTCNN together."""
-        import torch
-
         out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(images)
         groups: dict[tuple, list[int]] = {}
+        scales: list[float] = []
+        small: list[np.ndarray] = []
         for i, img in enumerate(images):
-            _check_rgb(img)
+            img, scale = self._scaled(_check_rgb(img))
+            small.append(img)
+            scales.append(scale)
             groups.setdefault(img.shape, []).append(i)
-        for shape, idx in groups.items():
-            if len(idx) == 1 or (self.detect_max_side and max(shape[:2]) > self.detect_max_side):
-                for i in idx:
-                    out[i] = self.detect(images[i])
-                continue
-            with torch.inference_mode():
-                boxes, probs = self._mtcnn.detect(np.stack([images[i] for i in idx]))
-            h, w = shape[:2]
-            for i, b, p in zip(idx, boxes, probs, strict=True):
-                out[i] = self._filter(b, p, 1.0, w, h)
+        for idx in groups.values():
+            dets = self._mtcnn.detect_many(np.stack([small[i] for i in idx]))
+            for i, d in zip(idx, dets, strict=True):
+                h, w = images[i].shape[:2]
+                out[i] = self._filter(d.boxes, d.probs, scales[i], w, h)
         return out  # type: ignore[return-value]
 
     def _filter(self, boxes, probs, scale: float, w: int, h: int
@@ -163,13 +175,11 @@ class FaceAnalyzer:
         return out
 
     def embed_crops(self, crops: np.ndarray) -> np.ndarray:
-        import torch
-
         if len(crops) == 0:
             return np.zeros((0, EMBEDDING_DIM), np.float32)
-        with torch.inference_mode():
-            emb = self._resnet(torch.from_numpy(standardise(crops)))
-        emb = emb.numpy().astype(np.float32, copy=False)
+        x = standardise(crops)
+        parts = [self._net(x[k:k + self.max_batch]) for k in range(0, len(x), self.max_batch)]
+        emb = np.concatenate(parts).astype(np.float32, copy=False)
         # The network ends with F.normalize; renormalise in float32 to be exact.
         emb /= np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12)
         return emb
@@ -188,65 +198,54 @@ class FaceAnalyzer:
                 for b, p, e in zip(boxes, probs, emb, strict=True)]
 
 
-def load_resnet(path: Path | None) -> torch.nn.Module:
-    import torch
-    from facenet_pytorch import InceptionResnetV1
-
-    if path is None:
-        # The normal facenet-pytorch way: downloads once into the torch hub cache.
-        try:
-            return InceptionResnetV1(pretrained="vggface2").eval()
-        except Exception as e:  # network errors come in many types
-            raise WeightsError(f"cannot download the vggface2 weights ({e}); pass --weights "
-                               "with a local state_dict file") from e
-    model = InceptionResnetV1(pretrained=None, classify=False)
-    try:
-        # mmap + assign: the weights stay file-backed pages, not a second anonymous copy.
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:
-        raise WeightsError(f"{path} is not a torch state_dict: {e}") from e
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path} holds a {type(state).__name__}, not a state_dict")
-    state = {k: v for k, v in state.items() if not k.startswith("logits.")}
-    try:
-        model.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as e:
-        raise WeightsError(f"{path} does not fit InceptionResnetV1: {e}") from e
-    return model.eval()
+Backend = Literal["onnx", "torch"]
+BACKENDS: tuple[str, ...] = ("onnx", "torch")
 
 
-def set_threads(threads: int) -> int:
-    """torch intra-op threads: ``threads``, or with 0 one per available core but one.
+def default_threads(threads: int) -> int:
+    """``threads``, or with 0 one per available core but one (at least one).
 
     The core left over runs capture, decoding and the Redis/HTTP threads; on a
-    busy 2-core box two OpenMP threads fighting those cost 3–4× per inference.
+    busy 2-core box two inference threads fighting those cost 3–4× per inference.
     """
     import os
 
-    import torch
-
-    n = threads
-    if not n:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-            os.cpu_count() or 1)
-        n = max(1, cores - 1)
-    torch.set_num_threads(max(1, n))
-    return torch.get_num_threads()
+    if threads:
+        return max(1, threads)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    return max(1, cores - 1)
 
 
 def load_analyzer(weights: str | Path = "casia-webface", *, model_id: str | None = None,
-                  min_face_size: int = 40, margin: int = 20, detect_max_side: int = 0,
-                  det_threshold: float = 0.0, threads: int | None = None) -> FaceAnalyzer:
-    """Build a :class:`FaceAnalyzer` (CPU).  Raises :class:`WeightsError` with advice."""
-    from facenet_pytorch import MTCNN
+                  backend: Backend = "onnx", onnx_dir: str | Path | None = None,
+                  int8: bool = False, min_face_size: int = 40, margin: int = 20,
+                  detect_max_side: int = 0, det_threshold: float = 0.0,
+                  threads: int | None = None, max_batch: int = 16) -> FaceAnalyzer:
+    """Build a :class:`FaceAnalyzer` (CPU).  Raises :class:`WeightsError` with advice.
 
-    if threads is not None:
-        set_threads(threads)
-    mid, path = resolve_weights(weights, model_id)
-    resnet = load_resnet(path)
-    mtcnn = MTCNN(image_size=IMAGE_SIZE, margin=margin, min_face_size=min_face_size,
-                  keep_all=True, post_process=True, device="cpu")
-    log.info("face analyzer ready: model %s, min face %d px, margin %d", mid,
-             min_face_size, margin)
-    return FaceAnalyzer(mtcnn, resnet, mid, margin=margin, detect_max_side=detect_max_side,
-                        det_threshold=det_threshold)
+    ``backend="onnx"`` runs the exported ONNX files (``onnx_dir``, a ``--weights``
+    folder holding ``manifest.json``, or the cache folder of the weights' model id,
+    exported there first when torch is installed); ``backend="torch"`` runs
+    facenet-pytorch.  ``threads``: inference threads (0: cores − 1; None: leave
+    the library default).
+    """
+    if backend == "onnx":
+        from facegrid_vision import onnx_backend
+
+        mtcnn, net, mid = onnx_backend.load(weights, model_id=model_id, onnx_dir=onnx_dir,
+                                            int8=int8, min_face_size=min_face_size,
+                                            threads=threads)
+    elif backend == "torch":
+        if int8:
+            raise WeightsError("int8 is an ONNX Runtime option: use --backend onnx")
+        from facegrid_vision import torch_backend
+
+        mtcnn, net, mid = torch_backend.load(weights, model_id=model_id,
+                                             min_face_size=min_face_size, threads=threads)
+    else:
+        raise WeightsError(f"unknown backend {backend!r} (use one of {', '.join(BACKENDS)})")
+    log.info("face analyzer ready: %s backend, model %s, min face %d px, margin %d", backend,
+             mid, min_face_size, margin)
+    return FaceAnalyzer(mtcnn, net, mid, margin=margin, detect_max_side=detect_max_side,
+                        det_threshold=det_threshold, backend=backend, max_batch=max_batch)

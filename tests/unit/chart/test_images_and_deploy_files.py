@@ -84,13 +84,40 @@ def test_dockerfile_multistage_nonroot_pinned(image):
             assert not ignored(item.rstrip("/"), patterns), f"{item} is in .dockerignore"
 
 
-def test_node_image_bakes_weights_and_cpu_torch():
+def _stages(text: str) -> dict[str, str]:
+    """Stage name (or "final") → its instructions."""
+    parts = re.split(r"^(FROM .*)$", text, flags=re.M)[1:]
+    out = {}
+    for head, body in zip(parts[::2], parts[1::2], strict=True):
+        m = re.search(r"\bAS (\S+)$", head)
+        out[m.group(1) if m else "final"] = head + body
+    return out
+
+
+def test_node_image_runs_onnx_without_torch():
     text = DOCKERFILES["facegrid/node"].read_text()
-    assert "https://download.pytorch.org/whl/cpu" in text
-    for arg in ("WEIGHTS_URL", "WEIGHTS_FILE", "WEIGHTS_SHA256", "MODEL_ID"):
-        assert re.search(rf"^ARG {arg}\b", text, re.M), arg
-    assert 'InceptionResnetV1(pretrained="vggface2")' in text
-    assert "FACEGRID_WEIGHTS=/opt/facegrid/weights/${MODEL_ID}.pt" in text
+    stages = _stages(text)
+    # Runtime: the node's venv (onnxruntime, no torch) and the ONNX folder only.
+    build = stages["build"]
+    assert '".[node]"' in build and "torch]" not in build and "pytorch.org" not in build
+    assert "torch must not be in the node image" in build  # the build checks it
+    final = stages["final"]
+    assert "COPY --from=build /opt/venv /opt/venv" in final
+    assert "COPY --from=models /opt/facegrid/onnx /opt/facegrid/onnx" in final
+    assert "torch" not in final.lower().replace("pytorch", "")
+    assert "FACEGRID_WEIGHTS=/opt/facegrid/onnx" in final and "FACEGRID_BACKEND=onnx" in final
+    assert "ORT_DISABLE_TELEMETRY=1" in final  # onnxruntime's usage telemetry off
+    # The models: exported from torch weights on the build platform, or given as files.
+    assert "ARG MODELS=export" in text and "FROM models-${MODELS} AS models" in text
+    export = stages["models-export"]
+    assert "--platform=${BUILDPLATFORM}" in export
+    assert "https://download.pytorch.org/whl/cpu" in export
+    for arg in ("WEIGHTS_URL", "WEIGHTS_FILE", "WEIGHTS_SHA256", "MODEL_ID", "INT8"):
+        assert re.search(rf"^ARG {arg}\b", export, re.M), arg
+    assert 'InceptionResnetV1(pretrained="vggface2")' in export
+    assert "facegrid models export-onnx" in export and "${INT8:+--int8}" in export
+    assert re.search(r"^ARG ONNX_DIR\b", stages["models-context"], re.M)
+    assert "manifest.json" in stages["models-context"]
     from facegrid_node.settings import NodeSettings
 
     for env in re.findall(r"\b(FACEGRID_[A-Z_]+)=", text):
@@ -130,6 +157,7 @@ def test_skaffold_artifacts_chart_and_image_values():
     assert re.fullmatch(r"skaffold/v4beta\d+", sk["apiVersion"]) and sk["kind"] == "Config"
     arts = {a["image"]: a for a in sk["build"]["artifacts"]}
     assert set(arts) == set(DOCKERFILES)
+    assert arts["facegrid/node"]["platforms"] == ["linux/amd64", "linux/arm64"]
     for image, art in arts.items():
         ctx = REPO / art["context"]
         assert ctx.is_dir()

@@ -35,7 +35,8 @@ def run_step(tmp_path, **env):
 
 
 def test_weights_file_is_baked_and_loads_with_its_model_id(tmp_path, test_weights):
-    from facegrid_vision.faces import load_resnet, resolve_weights
+    from facegrid_vision.models import resolve_weights
+    from facegrid_vision.torch_backend import load_resnet
 
     ctx = tmp_path / "ctx" / "weights"
     ctx.mkdir(parents=True)
