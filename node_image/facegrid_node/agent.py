@@ -170,7 +170,7 @@ class NodeAgent:
             event_id=uuid7(), node_id=self.s.node_id, lamport=self.lamport.tick(), **times,
             track_id=out.track_id, box=out.box, det_confidence=round(out.confidence, 4),
             quality=wire.Quality(out.quality.brightness, out.quality.blur),
-            model=self.model_id)
+            model=self.model_id, track=out.track)
         return wire.encode(payload, self.token.token, out.embedding)
 
     def _send(self, res: FrameResult) -> None:

@@ -15,6 +15,8 @@ import numpy as np
 from facegrid_vision.faces import Detector, Embedder
 
 from facegrid.contract import NodeState
+from facegrid.wire import TrackSummary
+from facegrid_node.aggregate import face_quality
 from facegrid_node.motion import IdleController, MotionDetector, Transition
 from facegrid_node.quality import DarknessGate, FrameQuality, brightness, grey, region_quality
 from facegrid_node.tracker import IoUTracker, SendRule, Track
@@ -28,7 +30,9 @@ class Outgoing:
     box: tuple[int, int, int, int]
     confidence: float
     quality: FrameQuality
+    #: The track's aggregate embedding (see facegrid_node.aggregate).
     embedding: np.ndarray = field(repr=False)
+    track: TrackSummary | None = None
 
 
 @dataclass(slots=True)
@@ -112,11 +116,16 @@ class FramePipeline:
                 h, w = g.shape
                 for tr, e in zip(todo, emb, strict=True):
                     self.tracker.embedded(tr)
-                    if self.rule.should_send(tr, e, now):
-                        self.tracker.sent(tr, e, now)
+                    fq = region_quality(g, tr.box)
+                    tr.aggregate.add(e, face_quality(tr.box, tr.confidence, fq.blur,
+                                                     tr.landmarks))
+                    agg = tr.aggregate.embedding()
+                    if self.rule.should_send(tr, agg, now):
+                        self.tracker.sent(tr, agg, now)
                         res.outgoing.append(Outgoing(
                             tr.track_id, int_box(tr.box, w, h),
-                            min(1.0, max(0.0, tr.confidence)), region_quality(g, tr.box), e))
+                            min(1.0, max(0.0, tr.confidence)), fq, agg,
+                            tr.aggregate.summary()))
         else:
             self.tracker.expire(now)
             res.tracks = list(self.tracker.tracks.values())

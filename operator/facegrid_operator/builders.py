@@ -1,6 +1,6 @@
 """Pure builders: the Kubernetes objects the operator owns, as plain dicts.
 
-No I/O here; handlers add owner references (``kopf.adopt``) and send them.
+No I/O here; :mod:`facegrid_operator.reconcile` sends them.
 """
 
 from __future__ import annotations
@@ -55,6 +55,16 @@ def iso(ts: float) -> str:
 
 def _b64(data: bytes | str) -> str:
     return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+def owned_by(obj: dict, owner: dict) -> dict:
+    """``obj`` with ``owner`` (a CameraNode) as its controlling owner: the garbage collector
+    removes it when the CameraNode goes, and a foreground delete waits for it."""
+    md = owner["metadata"]
+    ref = {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": md["name"],
+           "uid": md["uid"], "controller": True, "blockOwnerDeletion": True}
+    obj["metadata"]["ownerReferences"] = [ref]
+    return obj
 
 
 # -- token -------------------------------------------------------------------
@@ -172,6 +182,12 @@ def device_path(cam: CameraSpec) -> str | None:
     return None
 
 
+def device_resource(device: str, settings: OperatorSettings) -> str:
+    """The device plugin's extended resource for one host device (/dev/video0 ->
+    smarter-devices/video0)."""
+    return settings.device_resource_prefix + device.rsplit("/", 1)[-1]
+
+
 def host_node_selector(cam: CameraSpec) -> dict[str, str]:
     if cam.node_name:
         return {HOSTNAME_LABEL: cam.node_name}
@@ -195,18 +211,31 @@ def node_deployment(cam: CameraSpec, namespace: str, settings: OperatorSettings)
         {"name": "token", "mountPath": TOKEN_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
-    if device:
-        # A V4L2 device needs the device node and access to it: without a device
-        # plugin that means a privileged container on the edge host.
+    resources = {k: dict(v) for k, v in (cam.resources or DEFAULT_RESOURCES).items()}
+    restricted = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                  "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+    pod_security: dict = {"runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+                          "seccompProfile": {"type": "RuntimeDefault"}}
+    if device and settings.privileged_devices:
+        # Opt-in for clusters without a device plugin: the host's device node in a
+        # privileged container (the device cgroup admits nothing else).
         volumes.append({"name": "camera", "hostPath": {"path": device, "type": "CharDevice"}})
         mounts.append({"name": "camera", "mountPath": device})
-        security = {"privileged": True}
+        security: dict = {"privileged": True}
+        pod_security = {"seccompProfile": {"type": "RuntimeDefault"}}
+    elif device:
+        # The one device, handed over by the host's device plugin (which also opens it in
+        # the pod's device cgroup); the video group may read it.  Nothing privileged.
+        res = device_resource(device, settings)
+        resources.setdefault("limits", {})[res] = "1"
+        resources.setdefault("requests", {})[res] = "1"
+        security = restricted
+        pod_security["supplementalGroups"] = [settings.device_group]
     else:
         if cam.kind is SourceKind.FILE:
             volumes.append({"name": "camera", "hostPath": {"path": cam.source, "type": ""}})
             mounts.append({"name": "camera", "mountPath": cam.source, "readOnly": True})
-        security = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                    "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+        security = restricted
     probe = {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 10,
              "timeoutSeconds": 3, "failureThreshold": 3}
     container = {
@@ -220,7 +249,7 @@ def node_deployment(cam: CameraSpec, namespace: str, settings: OperatorSettings)
         "livenessProbe": probe,
         "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": "metrics"},
                            "periodSeconds": 5},
-        "resources": cam.resources or DEFAULT_RESOURCES,
+        "resources": resources,
         "securityContext": security,
         "volumeMounts": mounts,
     }
@@ -230,9 +259,7 @@ def node_deployment(cam: CameraSpec, namespace: str, settings: OperatorSettings)
         "terminationGracePeriodSeconds": 10,
         "nodeSelector": host_node_selector(cam),
         "tolerations": [{"key": EDGE_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}
-        if device else {"runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
-                        "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": pod_security,
         "containers": [container],
         "volumes": volumes,
     }

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
+from . import metrics
 from .spec import GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ class Kube:
         if body is not None:
             headers["Content-Type"] = content_type
             content = json.dumps(body).encode()
+        metrics.KUBE_REQUESTS.labels(verb=method, resource=resource_of(path)).inc()
         try:
             resp = self._http.request(method, path, params=params, headers=headers,
                                       content=content)
@@ -177,6 +179,19 @@ class Kube:
 
 
 # -- paths -------------------------------------------------------------------
+
+def resource_of(path: str) -> str:
+    """The resource (plural, plus a subresource) an API path names, e.g.
+    ``cameranodes/status`` (a bounded metric label)."""
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    if "namespaces" in parts and len(parts) > parts.index("namespaces") + 2:
+        parts = parts[parts.index("namespaces") + 2:]
+    else:  # cluster-scoped: /api/v1/R[/name] or /apis/G/V/R[/name]
+        parts = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if not parts:
+        return "unknown"
+    return parts[0] + (f"/{parts[2]}" if len(parts) > 2 else "")
+
 
 def _q(s: str) -> str:
     return quote(s, safe="")

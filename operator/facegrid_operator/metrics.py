@@ -6,7 +6,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter(
     "facegrid_operator_reconciles_total",
-    "Reconcile steps run, by stage (token, deployment, status, delete, nodes) and result.",
+    "Reconcile steps run, by stage (token, deployment, delete) and result.",
     ["stage", "reason"],
 )
 RECONCILE_SECONDS = Histogram(
@@ -14,6 +14,12 @@ RECONCILE_SECONDS = Histogram(
     "Time spent in one reconcile step, by stage.",
     ["stage"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+KUBE_REQUESTS = Counter(
+    "facegrid_operator_kube_requests_total",
+    "Kubernetes API requests sent by the operator's own client (not kopf's watches and "
+    "progress patches), by verb and resource.",
+    ["verb", "resource"],
 )
 TOKENS_ISSUED = Counter(
     "facegrid_operator_tokens_issued_total",

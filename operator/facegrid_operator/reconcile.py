@@ -8,42 +8,56 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-import kopf
-
-from . import builders, conditions, hosts, metrics, node_tokens
+from . import builders, conditions, hosts, metrics, node_tokens, policy
 from .conditions import FALSE, TRUE, UNKNOWN, Cond, Phase
-from .context import OperatorContext
-from .kube import KubeError, cameranode_path, deployments_path, pods_path, secrets_path
+from .context import CameraStatus, OperatorContext
+from .kube import KubeError, cameranode_path, deployments_path, secrets_path
 from .server_api import ServerRefused, ServerUnavailable
 from .spec import CameraSpec, InvalidSpec, parse
 
 log = logging.getLogger(__name__)
 
-
-def kopf_error(e: KubeError, what: str) -> Exception:
-    """A Kubernetes API error as the kopf error that says whether to retry, and when."""
-    if e.status in (0, 409, 429) or e.status >= 500:
-        return kopf.TemporaryError(f"{what}: {e}", delay=2)
-    if e.status in (401, 403):
-        return kopf.TemporaryError(f"{what}: {e} (check the operator's RBAC)", delay=30)
-    return kopf.PermanentError(f"{what}: {e}")
+#: Node name -> labels (the handlers' in-memory index of Nodes).
+Nodes = Mapping[str, Mapping[str, str]]
 
 
 def read_spec(ctx: OperatorContext, name: str, spec: dict) -> CameraSpec:
-    return parse(name, dict(spec), default_ttl=ctx.settings.default_token_ttl)
+    """The checked spec, refused (InvalidSpec) if the operator's settings do not allow it."""
+    cam = parse(name, dict(spec), default_ttl=ctx.settings.default_token_ttl)
+    policy.check(cam, ctx.settings)
+    return cam
 
 
 # -- token -------------------------------------------------------------------
 
 def ensure_token(ctx: OperatorContext, body: dict, cam: CameraSpec,
                  now: float | None = None) -> dict:
-    """Create the token Secret, or rotate it when due; return the current token's claims."""
-    assert ctx.kube is not None and ctx.key is not None
+    """Create the token Secret, or rotate it when due; return the current token's claims.
+
+    A camera whose status names no token yet is new: its Secret is created without
+    reading first (one call); if one exists after all, it is read and judged.
+    Raises KubeError (a 409 when the Secret changed meanwhile: run again)."""
     ns = body["metadata"]["namespace"]
     path = secrets_path(ns, builders.token_secret_name(cam.name))
-    secret = ctx.kube.get_or_none(path)
+    fresh = not (body.get("status") or {}).get("tokenExpiresAt")
+    secret = None
+    if fresh:
+        token, claims = node_tokens.issue(ctx.key, cam, audience=ctx.settings.token_audience,
+                                          now=now)
+        obj = builders.owned_by(builders.token_secret(cam.name, ns, token, claims), body)
+        try:
+            ctx.kube.create(secrets_path(ns), obj)
+        except KubeError as e:
+            if not e.conflict:
+                raise
+            secret = ctx.kube.get(path)  # there is one: judge it below
+        else:
+            return _issued(ns, cam, claims, node_tokens.Action.ISSUE, "new CameraNode")
+    else:
+        secret = ctx.kube.get_or_none(path)
     decision = node_tokens.decide(secret, cam, ctx.key, audience=ctx.settings.token_audience,
                                   now=now)
     if decision.action is node_tokens.Action.KEEP:
@@ -53,23 +67,22 @@ def ensure_token(ctx: OperatorContext, body: dict, cam: CameraSpec,
         return decision.current
     token, claims = node_tokens.issue(ctx.key, cam, audience=ctx.settings.token_audience, now=now)
     previous = decision.current if decision.action is node_tokens.Action.ROTATE else None
-    obj = builders.token_secret(cam.name, ns, token, claims, previous)
-    kopf.adopt(obj, owner=body)
+    obj = builders.owned_by(builders.token_secret(cam.name, ns, token, claims, previous), body)
     if secret is None:
-        try:
-            ctx.kube.create(secrets_path(ns), obj)
-        except KubeError as e:
-            if e.conflict:  # created meanwhile (another step): read it on the next pass
-                raise kopf.TemporaryError("token Secret appeared meanwhile", delay=1) from e
-            raise
+        ctx.kube.create(secrets_path(ns), obj)
     else:
         # Optimistic concurrency: only replace the Secret we read.
         obj["metadata"]["resourceVersion"] = secret["metadata"]["resourceVersion"]
         ctx.kube.request("PUT", path, body=obj)
-    metrics.TOKENS_ISSUED.labels(reason=decision.action.value).inc()
+    return _issued(ns, cam, claims, decision.action, decision.reason)
+
+
+def _issued(ns: str, cam: CameraSpec, claims: dict, action: node_tokens.Action,
+            reason: str) -> dict:
+    metrics.TOKENS_ISSUED.labels(reason=action.value).inc()
     metrics.TOKEN_EXPIRY.labels(metrics.camera_label(ns, cam.name)).set(claims["exp"])
-    log.info("%s token for %s/%s (%s); expires %s", decision.action.value, ns, cam.name,
-             decision.reason, builders.iso(claims["exp"]))
+    log.info("%s token for %s/%s (%s); expires %s", action.value, ns, cam.name, reason,
+             builders.iso(claims["exp"]))
     return claims
 
 
@@ -83,36 +96,91 @@ def token_conditions(claims: dict) -> tuple[dict, dict]:
 
 # -- deployment --------------------------------------------------------------
 
-def ensure_deployment(ctx: OperatorContext, body: dict, cam: CameraSpec) -> str:
-    """Check the host, then server-side apply the node Deployment; return the host sentence."""
-    assert ctx.kube is not None
+def ensure_deployment(ctx: OperatorContext, body: dict, cam: CameraSpec, nodes: Nodes) -> str:
+    """Check the host, then server-side apply the node Deployment; return the host sentence.
+
+    Server-side apply is create-or-update in one call; it is skipped when this process
+    already applied the same spec hash."""
     ns = body["metadata"]["namespace"]
-    where = hosts.check_host(ctx.kube, cam)
-    obj = builders.node_deployment(cam, ns, ctx.settings)
-    kopf.adopt(obj, owner=body)
-    path = deployments_path(ns, obj["metadata"]["name"])
-    current = ctx.kube.get_or_none(path)
-    same = (current is not None
-            and current["metadata"].get("annotations", {}).get(builders.ANN_SPEC_HASH)
-            == obj["metadata"]["annotations"][builders.ANN_SPEC_HASH]
-            and current["spec"].get("replicas") == obj["spec"]["replicas"])
-    if not same:
-        ctx.kube.apply(path, obj)
+    where = hosts.check_host(nodes, cam)
+    obj = builders.owned_by(builders.node_deployment(cam, ns, ctx.settings), body)
+    spec_hash = (f"{obj['metadata']['annotations'][builders.ANN_SPEC_HASH]}/"
+                 f"{obj['spec']['replicas']}")
+    if ctx.applied.get((ns, cam.name)) != spec_hash:
+        ctx.kube.apply(deployments_path(ns, obj["metadata"]["name"]), obj)
+        ctx.applied[(ns, cam.name)] = spec_hash
         log.info("applied Deployment %s/%s (%s)", ns, obj["metadata"]["name"],
                  "paused" if cam.paused else where)
     ctx.reconciled[(ns, cam.name)] = int(body["metadata"].get("generation") or 0)
     return where
 
 
+def reconcile_camera(ctx: OperatorContext, body: dict, nodes: Nodes,
+                     pods: Iterable[dict]) -> str:
+    """The whole create/update/resume step: the token, the host check, the Deployment and
+    one status write; returns the phase written.  Raises InvalidSpec after recording it in
+    the status, KubeError for the caller to map."""
+    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    updates: dict[str, dict] = {}
+    extra: dict = {}
+    stage = "deployment"
+    try:
+        cam = read_spec(ctx, name, body.get("spec") or {})
+        stage = "token"
+        claims = ensure_token(ctx, body, cam)
+        updates[Cond.TOKEN_READY], extra = token_conditions(claims)
+        metrics.RECONCILES.labels(stage="token", reason="ok").inc()
+        stage = "deployment"
+        where = ensure_deployment(ctx, body, cam, nodes)
+    except InvalidSpec as e:
+        metrics.RECONCILES.labels(stage=stage, reason="invalid").inc()
+        invalid(ctx, body, e, pods, updates=updates, extra=extra)
+        raise
+    except KubeError:
+        metrics.RECONCILES.labels(stage=stage, reason="api_error").inc()
+        raise
+    metrics.RECONCILES.labels(stage="deployment", reason="ok").inc()
+    updates[Cond.VALID] = conditions.condition(TRUE, "Valid",
+                                               f"host: {where}; source: {cam.kind}")
+    updates[Cond.DEPLOYED] = conditions.condition(
+        TRUE, "Applied", f"Deployment {builders.deployment_name(name)} "
+        + ("scaled to 0 (paused)" if cam.paused else "applied"))
+    return write_status(ctx, ns, name, pods=pods, updates=updates, extra=extra,
+                        body=body) or ""
+
+
+def rotate_token(ctx: OperatorContext, body: dict, pods: Iterable[dict]) -> None:
+    """The timer's step: rotate the token when due and record it (a no-op while fresh)."""
+    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    try:
+        cam = read_spec(ctx, name, body.get("spec") or {})
+    except InvalidSpec:
+        return  # the reconcile step reports what is wrong
+    claims = ensure_token(ctx, body, cam)
+    cond, extra = token_conditions(claims)
+    write_status(ctx, ns, name, pods=pods, updates={Cond.TOKEN_READY: cond}, extra=extra,
+                 body=body)
+
+
+def invalid(ctx: OperatorContext, body: dict, e: InvalidSpec, pods: Iterable[dict], *,
+            updates: dict | None = None, extra: dict | None = None) -> None:
+    metrics.INVALID_SPECS.labels(reason=e.reason).inc()
+    write_status(ctx, body["metadata"]["namespace"], body["metadata"]["name"], pods=pods,
+                 body=body, extra=extra, updates={
+                     **(updates or {}),
+                     Cond.VALID: conditions.condition(FALSE, e.reason, e.message),
+                     Cond.DEPLOYED: conditions.condition(FALSE, "InvalidSpec", e.message)})
+
+
 # -- status ------------------------------------------------------------------
 
-def _pod_view(pods: list[dict]) -> tuple[dict, bool, bool, str | None, str | None]:
+def _pod_view(pods: Iterable[dict]) -> tuple[dict, bool, bool, str | None, str | None]:
     """(Scheduled condition, ready, failing, host, pod name) from the camera's pods."""
     live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
     if not live:
         return (conditions.condition(FALSE, "NoPod", "no node pod exists yet"),
                 False, False, None, None)
-    live.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True)
+    live.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True)
     pod = live[0]
     name = pod["metadata"]["name"]
     host = (pod.get("spec") or {}).get("nodeName")
@@ -150,42 +218,16 @@ def _message(phase: Phase, conds: list[dict], pod: str | None, host: str | None)
     return f"pod {pod} is starting on {host}" if pod else "waiting for the node pod"
 
 
-def sync_status(ctx: OperatorContext, ns: str, name: str, *,
-                updates: dict[str, dict] | None = None, extra: dict | None = None) -> str | None:
-    """Recompute and write the CameraNode status; return the phase (None if the object is gone).
-
-    Handlers, timers and pod events write concurrently: each write carries the
-    resourceVersion it was computed from, and a conflict recomputes from a fresh read,
-    so no condition is lost.
-    """
-    for attempt in range(8):
-        try:
-            return _sync_status_once(ctx, ns, name, updates=updates, extra=extra)
-        except KubeError as e:
-            if not e.conflict or attempt == 7:
-                raise
-            time.sleep(0.02 * (attempt + 1))
-    return None
-
-
-def _sync_status_once(ctx: OperatorContext, ns: str, name: str, *,
-                      updates: dict[str, dict] | None, extra: dict | None) -> str | None:
-    assert ctx.kube is not None
-    body = ctx.kube.get_or_none(cameranode_path(ns, name))
-    if body is None or body["metadata"].get("deletionTimestamp"):
-        ctx.set_phase(ns, name, None)
-        return None
-    old = body.get("status") or {}
-    updates = dict(updates or {})
-    pods = ctx.kube.list(pods_path(ns), label_selector=",".join(
-        f"{k}={v}" for k, v in builders.selector_labels(name).items()))
-    paused = bool((body.get("spec") or {}).get("paused"))
+def compute_status(old: dict, *, paused: bool, pods: Iterable[dict],
+                   updates: dict[str, dict], extra: dict | None, generation: int | None) -> dict:
+    """The new status from the old one, the camera's pods and condition updates (pure)."""
+    updates = dict(updates)
+    pods = list(pods)
     sched, ready, failing, host, pod = _pod_view(pods)
     if not paused or pods:
         updates[Cond.SCHEDULED] = sched
     else:
         updates[Cond.SCHEDULED] = conditions.condition(FALSE, "Paused", "paused: no pod")
-    generation = ctx.reconciled.get((ns, name), old.get("observedGeneration"))
     conds = conditions.merge(old.get("conditions"), updates, generation)
     phase = conditions.phase(conds, paused=paused, ready=ready, failing=failing)
     new = {**old, **(extra or {}), "phase": phase.value, "conditions": conds,
@@ -194,18 +236,64 @@ def _sync_status_once(ctx: OperatorContext, ns: str, name: str, *,
         new["observedGeneration"] = generation
     new["host"] = host
     new["pod"] = pod
-    new = {k: v for k, v in new.items() if v is not None}
-    if new != old:
-        patch = {"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
-                 "status": {**new, **{k: None for k in old if k not in new}}}
-        ctx.kube.merge_patch(cameranode_path(ns, name, status=True), patch)
-    ctx.set_phase(ns, name, phase.value)
-    return phase.value
+    return {k: v for k, v in new.items() if v is not None}
+
+
+def write_status(ctx: OperatorContext, ns: str, name: str, *, pods: Iterable[dict],
+                 updates: dict[str, dict] | None = None, extra: dict | None = None,
+                 body: dict | None = None) -> str | None:
+    """Recompute and write the CameraNode status; return the phase (None if the object is
+    gone or going).
+
+    The operator is the status's only writer, and its writes for one camera are
+    serialised: each starts from the status it last wrote (else from ``body``, else
+    from a read), so handlers, timers and pod events lose no condition, and a write
+    costs one merge patch (none when nothing changed).
+    """
+    key = (ns, name)
+    with ctx.camera_lock(ns, name):
+        if key in ctx.deleting:
+            return None  # a status write now would only race kopf's finalizer removal
+        known = ctx.statuses.get(key)
+        uid = body["metadata"].get("uid") if body else None
+        if body is None and known is None:
+            body = ctx.kube.get_or_none(cameranode_path(ns, name))
+            if body is None:
+                ctx.set_phase(ns, name, None)
+                return None
+            uid = body["metadata"].get("uid")
+        if body is not None and body["metadata"].get("deletionTimestamp"):
+            return None
+        if known is not None and (uid is None or known.uid == uid):
+            old, uid = known.status, known.uid
+        else:
+            known, old = None, dict((body or {}).get("status") or {})
+        if body is not None:
+            paused = bool((body.get("spec") or {}).get("paused"))
+        else:  # a pod event: what the status needs of the spec, from the last write
+            assert known is not None
+            paused = known.paused
+        generation = ctx.reconciled.get(key, old.get("observedGeneration"))
+        new = compute_status(old, paused=paused, pods=pods, updates=updates or {},
+                             extra=extra, generation=generation)
+        if new != old:
+            patch = {"status": {**new, **{k: None for k in old if k not in new}}}
+            try:
+                ctx.kube.merge_patch(cameranode_path(ns, name, status=True), patch)
+            except KubeError as e:
+                if e.not_found:
+                    ctx.statuses.pop(key, None)
+                    ctx.set_phase(ns, name, None)
+                    return None
+                ctx.statuses.pop(key, None)  # unknown state: read afresh next time
+                raise
+        ctx.statuses[key] = CameraStatus(uid, new, paused)
+    ctx.set_phase(ns, name, new["phase"])
+    return new["phase"]
 
 
 def heartbeat_view(ctx: OperatorContext, name: str) -> tuple[dict, dict]:
     """(Heartbeating condition, status fields) from the server; never raises."""
-    assert ctx.server is not None
     try:
         st = ctx.server.node_status(name)
     except ServerUnavailable as e:
@@ -226,30 +314,6 @@ def heartbeat_view(ctx: OperatorContext, name: str) -> tuple[dict, dict]:
                                     "offline"), extra
     return conditions.condition(TRUE, "Heartbeating", f"{st.status}, {st.state.value}, last "
                                 f"heartbeat{age}"), extra
-
-
-def invalid(ctx: OperatorContext, ns: str, name: str, e: InvalidSpec) -> None:
-    metrics.INVALID_SPECS.labels(reason=e.reason).inc()
-    sync_status(ctx, ns, name, updates={
-        Cond.VALID: conditions.condition(FALSE, e.reason, e.message),
-        Cond.DEPLOYED: conditions.condition(FALSE, "InvalidSpec", e.message)})
-
-
-def validate_and_deploy(ctx: OperatorContext, body: dict) -> str:
-    """The whole deployment step; returns the phase written.  Raises InvalidSpec after
-    recording it, KubeError for the caller to map."""
-    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    try:
-        cam = read_spec(ctx, name, body.get("spec") or {})
-        where = ensure_deployment(ctx, body, cam)
-    except InvalidSpec as e:
-        invalid(ctx, ns, name, e)
-        raise
-    return sync_status(ctx, ns, name, updates={
-        Cond.VALID: conditions.condition(TRUE, "Valid", f"host: {where}; source: {cam.kind}"),
-        Cond.DEPLOYED: conditions.condition(
-            TRUE, "Applied", f"Deployment {builders.deployment_name(name)} "
-            + ("scaled to 0 (paused)" if cam.paused else "applied"))}) or ""
 
 
 # -- delete ------------------------------------------------------------------
@@ -281,7 +345,6 @@ def revoke_node_tokens(ctx: OperatorContext, ns: str, name: str) -> int:
     """Revoke every still-valid token of the camera at the server; return how many.
 
     Raises ServerUnavailable (retry) or ServerRefused (give up)."""
-    assert ctx.kube is not None and ctx.server is not None
     secret = ctx.kube.get_or_none(secrets_path(ns, builders.token_secret_name(name)))
     todo = tokens_to_revoke(secret)
     for jti, exp in todo:

@@ -40,6 +40,19 @@ class OperatorSettings(BaseSettings):
     node_image: str = f"facegrid/node:{__version__}"
     #: imagePullPolicy of the node containers.
     node_image_pull_policy: str = Field("IfNotPresent", pattern="^(Always|IfNotPresent|Never)$")
+    #: Images a CameraNode's spec.image may name (comma-separated): a repository
+    #: (any tag or digest of it) or a prefix ending in "/"; empty: only node_image's repository.
+    allowed_images: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Host folder that file/folder camera sources must lie under (mounted read-only);
+    #: empty: file sources are refused.
+    file_source_prefix: str = Field("/var/lib/facegrid/media/", pattern=r"^(/.*)?$")
+    #: Extended-resource prefix of the device plugin that hands one camera device to a
+    #: pod (resource <prefix><device>, e.g. smarter-devices/video0); no privileged container.
+    device_resource_prefix: str = Field("smarter-devices/", pattern=r"^[-a-z0-9.]+/[-a-z0-9.]*$")
+    #: Group id that owns the camera devices on the hosts (video); added to the node pod.
+    device_group: int = Field(44, ge=0)
+    #: Without a device plugin: mount /dev/videoN from the host into a privileged container.
+    privileged_devices: bool = False
     #: Used when a CameraNode has no spec.token.ttl (the CRD defaults it to 24h).
     default_token_ttl: str = "24h"
     #: Namespaces to watch (comma-separated in the env); empty: all namespaces.
@@ -65,7 +78,7 @@ class OperatorSettings(BaseSettings):
     #: DEBUG, INFO, WARNING or ERROR.
     log_level: str = "INFO"
 
-    @field_validator("watch_namespaces", mode="before")
+    @field_validator("watch_namespaces", "allowed_images", mode="before")
     @classmethod
     def _split(cls, v: object) -> object:
         if isinstance(v, str):

@@ -27,13 +27,23 @@ from .day_status import (
     CorrectionKind,
     DayStatus,
     Shift,
+    day_frames,
     day_start,
     local_instant,
     period_statuses,
     visits_from_presences,
 )
 from .day_status import Schedule as DaySchedule
-from .store.models import Closure, Correction, Group, GroupMember, Person, Schedule, Sighting
+from .store.models import (
+    Closure,
+    Correction,
+    Group,
+    GroupMember,
+    Person,
+    Presence,
+    Schedule,
+    Sighting,
+)
 
 #: Sightings of one person closer than this are one stay (ServerSettings overrides it).
 DEFAULT_VISIT_GAP = timedelta(hours=9)
@@ -112,13 +122,22 @@ def closures_for(session: Session, schedule_id: int | None, first: date, last: d
 
 def spans(session: Session, person_ids: Sequence[int], lo: datetime,
           hi: datetime) -> dict[int, list[tuple[datetime, datetime]]]:
-    """Recognised sightings of each person in [lo, hi) as (start, end) spans."""
+    """When each person was seen in [lo, hi): their recognised presences (first to
+    last seen at one camera), and recognised sightings that belong to no presence
+    (stored before presences existed)."""
     out: dict[int, list[tuple[datetime, datetime]]] = {p: [] for p in person_ids}
     if not person_ids:
         return out
     rows = session.execute(
+        select(Presence.person_id, Presence.first_seen, Presence.last_seen)
+        .where(Presence.person_id.in_(person_ids), Presence.status == "recognised",
+               Presence.last_seen >= lo, Presence.first_seen < hi)).all()
+    for person_id, first, last in rows:
+        out[person_id].append((first, max(first, last)))
+    rows = session.execute(
         select(Sighting.person_id, Sighting.corrected_utc)
         .where(Sighting.person_id.in_(person_ids), Sighting.recognised.is_(True),
+               Sighting.presence_id.is_(None),
                Sighting.corrected_utc >= lo, Sighting.corrected_utc < hi)).all()
     for person_id, t in rows:
         out[person_id].append((t, t))
@@ -143,8 +162,10 @@ def _as_day_correction(c: Correction) -> DayCorrection:
 
 def statuses(session: Session, person_ids: Sequence[int], first: date, last: date,
              site_tz: ZoneInfo, visit_gap: timedelta = DEFAULT_VISIT_GAP,
-             ) -> dict[int, list[DayStatus]]:
-    """Every person's status for every local day of [first, last]."""
+             now: datetime | None = None) -> dict[int, list[DayStatus]]:
+    """Every person's status for every local day of [first, last], judged at ``now``
+    (default: the current time: a day still to come is ``upcoming``, not absent)."""
+    now = datetime.now(UTC) if now is None else now
     if last < first:
         raise RuleError("bad_period", f"the period ends before it starts: {first} > {last}")
     scheds = schedules_of(session, person_ids)
@@ -152,18 +173,21 @@ def statuses(session: Session, person_ids: Sequence[int], first: date, last: dat
     hi = local_instant(last + timedelta(days=1), time(0), site_tz) + 2 * _MARGIN
     seen = spans(session, person_ids, lo, hi)
     fixes = corrections_of(session, person_ids, first, last)
-    closure_cache: dict[int | None, set[date]] = {}
+    # Everyone on one schedule shares its closures and day frames: computed once.
+    by_schedule: dict[int | None, tuple[DaySchedule, list]] = {}
     out = {}
     for pid in person_ids:
         row = scheds[pid]
         key = row.id if row is not None else None
-        if key not in closure_cache:
-            closure_cache[key] = closures_for(session, key, first, last)
-        sched = (to_day_schedule(row, closure_cache[key]) if row is not None
-                 else unscheduled(site_tz, closure_cache[key]))
+        if key not in by_schedule:
+            closed = closures_for(session, key, first, last)
+            sched = (to_day_schedule(row, closed) if row is not None
+                     else unscheduled(site_tz, closed))
+            by_schedule[key] = (sched, day_frames(first, last, sched))
+        sched, frames = by_schedule[key]
         visits = visits_from_presences(seen[pid], visit_gap)
         out[pid] = period_statuses(first, last, visits, sched,
-                                   [_as_day_correction(c) for c in fixes[pid]])
+                                   [_as_day_correction(c) for c in fixes[pid]], frames, now)
     return out
 
 
@@ -205,9 +229,9 @@ def add_correction(session: Session, person: Person, *, day: date, kind: Correct
 
 
 def evidence(session: Session, person_id: int, day: date, site_tz: ZoneInfo,
-             visit_gap: timedelta = DEFAULT_VISIT_GAP) -> tuple[DayStatus, list[Sighting],
-                                                                list[Correction]]:
-    """The day's status and what it rests on: the sightings and the corrections."""
+             visit_gap: timedelta = DEFAULT_VISIT_GAP,
+             ) -> tuple[DayStatus, list[Presence], list[Sighting], list[Correction]]:
+    """The day's status and what it rests on: presences, sightings, corrections."""
     status = statuses(session, [person_id], day, day, site_tz, visit_gap)[person_id][0]
     sched = schedules_of(session, [person_id])[person_id]
     tz = ZoneInfo(sched.timezone) if sched is not None else site_tz
@@ -219,7 +243,12 @@ def evidence(session: Session, person_id: int, day: date, site_tz: ZoneInfo,
         .order_by(Sighting.corrected_utc, Sighting.lamport)))
     fixes = list(session.scalars(select(Correction).where(
         Correction.person_id == person_id, Correction.day == day).order_by(Correction.id)))
-    return status, rows, fixes
+    seen = list(session.scalars(
+        select(Presence).where(Presence.person_id == person_id,
+                               Presence.status == "recognised",
+                               Presence.last_seen >= lo, Presence.first_seen < hi)
+        .order_by(Presence.first_seen)))
+    return status, seen, rows, fixes
 
 
 def check_visit_in_day(day: date, at: datetime, tz: ZoneInfo) -> None:

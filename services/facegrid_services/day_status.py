@@ -19,7 +19,8 @@ Rules (each one tested in tests/unit/test_day_status.py):
   (but never further than half-way to the next day's first shift).  Every
   instant belongs to exactly one day, so no minute is counted twice.
 * **Status**: ``holiday`` (closure or holiday date), ``off`` (no shift that
-  weekday), ``absent`` (a scheduled day without a visit), ``late`` (first in
+  weekday), ``upcoming`` (a scheduled day that has not begun yet), ``absent``
+  (a scheduled day without a visit), ``late`` (first in
   after the first shift's start + ``grace_late``), ``left_early`` (last out
   before the last shift's end - ``grace_early``), else ``present``.  Late and
   left early can both hold: ``status`` is ``late`` and ``left_early_by`` is
@@ -50,6 +51,8 @@ class Status(StrEnum):
     ABSENT = "absent"
     OFF = "off"
     HOLIDAY = "holiday"
+    #: A scheduled day that has not started yet (``now`` before its first shift + grace).
+    UPCOMING = "upcoming"
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,16 +224,50 @@ def apply_corrections(visits: list[Visit], corrections: Sequence[Correction]) ->
     return out
 
 
-def day_status(day: date, visits: Sequence[Visit], sched: Schedule,
-               corrections: Sequence[Correction] = ()) -> DayStatus:
-    """One person's status on one site-local day (``visits`` may span any days)."""
-    lo, hi = day_start(day, sched), day_start(day + timedelta(days=1), sched)
+@dataclass(frozen=True, slots=True)
+class DayFrame:
+    """What a schedule says about one local day, whoever the person is."""
+
+    day: date
+    lo: datetime  # where the day begins (see day_start)
+    hi: datetime  # where the next day begins
+    windows: tuple[tuple[datetime, datetime], ...]  # shifts as UTC intervals
+    scheduled: timedelta
+    holiday: bool
+
+
+def day_frame(day: date, sched: Schedule) -> DayFrame:
+    windows = tuple(shift_window(day, s, sched.tz) for s in sched.shifts_on(day))
+    return DayFrame(day=day, lo=day_start(day, sched),
+                    hi=day_start(day + timedelta(days=1), sched), windows=windows,
+                    scheduled=sum(((e - s) for s, e in windows), ZERO),
+                    holiday=day in sched.holidays)
+
+
+def day_frames(first: date, last: date, sched: Schedule) -> list[DayFrame]:
+    """The frames of every local day from ``first`` to ``last`` inclusive (shared by
+    everyone on the schedule: compute once per schedule and period)."""
+    days = (last - first).days + 1
+    if days < 1:
+        raise ValueError(f"period ends before it starts: {first} > {last}")
+    return [day_frame(first + timedelta(days=i), sched) for i in range(days)]
+
+
+def frame_status(frame: DayFrame, visits: Sequence[Visit], sched: Schedule,
+                 corrections: Sequence[Correction] = (),
+                 now: datetime | None = None) -> DayStatus:
+    """One person's status in one day frame (``visits`` may span any days).
+
+    ``now``: the day is judged as far as it has happened: before its first shift
+    (+ grace) nobody is absent yet (``upcoming``), and before its last shift ends
+    nobody has left early yet."""
+    day, lo, hi = frame.day, frame.lo, frame.hi
     mine = [c for c in corrections if c.day == day]
     # Corrections apply to the day's visits only: other days keep theirs.
-    visits = _union(apply_corrections(_union(visits, lo, hi), mine), lo, hi)
-    shifts = sched.shifts_on(day)
-    windows = [shift_window(day, s, sched.tz) for s in shifts]
-    scheduled = sum(((e - s) for s, e in windows), ZERO)
+    visits = _union(visits, lo, hi)
+    if mine:
+        visits = _union(apply_corrections(visits, mine), lo, hi)
+    windows, scheduled = frame.windows, frame.scheduled
     on_site = sum(((v.end - v.start) for v in visits), ZERO)
     first_in = visits[0].start if visits else None
     last_out = visits[-1].end if visits else None
@@ -238,25 +275,52 @@ def day_status(day: date, visits: Sequence[Visit], sched: Schedule,
                   on_site=on_site, visits=len(visits),
                   corrected=any(v.corrected for v in visits) or bool(mine),
                   corrections=tuple(sorted(c.id for c in mine)))
-    if day in sched.holidays:
+    if frame.holiday:
         return DayStatus(status=Status.HOLIDAY, overtime=on_site, **common)
     if not windows:
         return DayStatus(status=Status.OFF, overtime=on_site, **common)
-    if not visits:
-        return DayStatus(status=Status.ABSENT, **common)
     start, end = windows[0][0], max(e for _, e in windows)
+    if not visits:
+        if now is not None and now <= start + sched.grace_late:
+            return DayStatus(status=Status.UPCOMING, **common)
+        return DayStatus(status=Status.ABSENT, **common)
     late_by = first_in - start if first_in > start + sched.grace_late else ZERO
     early_by = end - last_out if last_out < end - sched.grace_early else ZERO
+    if now is not None and now < end:
+        early_by = ZERO  # still within the shift: not gone early (yet)
     status = Status.LATE if late_by else Status.LEFT_EARLY if early_by else Status.PRESENT
     return DayStatus(status=status, late_by=late_by, left_early_by=early_by,
                      overtime=max(ZERO, on_site - scheduled), **common)
 
 
+def day_status(day: date, visits: Sequence[Visit], sched: Schedule,
+               corrections: Sequence[Correction] = (), now: datetime | None = None,
+               ) -> DayStatus:
+    """One person's status on one site-local day (``visits`` may span any days)."""
+    return frame_status(day_frame(day, sched), visits, sched, corrections, now)
+
+
 def period_statuses(first: date, last: date, visits: Sequence[Visit], sched: Schedule,
-                    corrections: Sequence[Correction] = ()) -> list[DayStatus]:
-    """Statuses for every local day from ``first`` to ``last`` inclusive."""
-    days = (last - first).days + 1
-    if days < 1:
-        raise ValueError(f"period ends before it starts: {first} > {last}")
-    return [day_status(first + timedelta(days=i), visits, sched, corrections)
-            for i in range(days)]
+                    corrections: Sequence[Correction] = (),
+                    frames: Sequence[DayFrame] | None = None,
+                    now: datetime | None = None) -> list[DayStatus]:
+    """Statuses for every local day from ``first`` to ``last`` inclusive.
+
+    Linear in days + visits: the visits are sorted once and each day takes the
+    ones that reach into it.  ``frames``: :func:`day_frames` computed once for
+    everyone on the same schedule."""
+    frames = day_frames(first, last, sched) if frames is None else frames
+    ordered = sorted(visits, key=lambda v: (v.start, v.end))
+    out, i = [], 0
+    for f in frames:
+        # Days ascend: a visit that ended before this day reaches no later one.
+        while i < len(ordered) and ordered[i].end < f.lo:
+            i += 1
+        j = i
+        todays = []
+        while j < len(ordered) and ordered[j].start < f.hi:
+            if ordered[j].end >= f.lo:
+                todays.append(ordered[j])
+            j += 1
+        out.append(frame_status(f, todays, sched, corrections, now))
+    return out

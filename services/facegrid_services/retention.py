@@ -1,9 +1,11 @@
-"""Retention: sightings older than the configured number of days are deleted.
+"""Retention: sightings, presences and repeat strangers older than the retention are deleted.
 
 ``purge_sightings`` deletes in bounded batches (short transactions, so the
 worker's inserts are never blocked for long); ``retention_loop`` runs it
 periodically inside the API server as an asyncio task (the blocking database
-work runs in a thread).  Attendance rows are the record and are kept.
+work runs in a thread).  Presences (with their aggregate embeddings) and
+repeat strangers (pseudo-ids with an embedding) last seen before the cutoff
+go too.  Attendance rows are the record and are kept.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from facegrid_services.store.models import Sighting
+from facegrid_services.store.models import Presence, Sighting, Stranger
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,27 @@ def purge_sightings(sessions: sessionmaker[Session], older_than: datetime, *,
         total += len(ids)
 
 
+def purge_presences(sessions: sessionmaker[Session], older_than: datetime, *,
+                    batch: int = 5000) -> int:
+    """Delete presences and strangers last seen before ``older_than``; returns how many."""
+    total = 0
+    for model in (Presence, Stranger):
+        while True:
+            with sessions() as s:
+                ids = s.scalars(select(model.id).where(model.last_seen < older_than)
+                                .order_by(model.id).limit(batch)).all()
+                if not ids:
+                    break
+                s.execute(delete(model).where(model.id.in_(ids)))
+                s.commit()
+            total += len(ids)
+    return total
+
+
+def purge(sessions: sessionmaker[Session], older_than: datetime) -> int:
+    return purge_sightings(sessions, older_than) + purge_presences(sessions, older_than)
+
+
 async def retention_loop(sessions: sessionmaker[Session], days: float, interval_s: float, *,
                          on_run: Callable[[int | None], None] | None = None,
                          clock: Callable[[], datetime] | None = None) -> None:
@@ -51,9 +74,10 @@ async def retention_loop(sessions: sessionmaker[Session], days: float, interval_
         deleted: int | None
         try:
             now = clock() if clock else datetime.now(UTC)
-            deleted = await asyncio.to_thread(purge_sightings, sessions, cutoff(days, now))
+            deleted = await asyncio.to_thread(purge, sessions, cutoff(days, now))
             if deleted:
-                log.info("retention: deleted %d sightings older than %g days", deleted, days)
+                log.info("retention: deleted %d sightings, presences and strangers older "
+                         "than %g days", deleted, days)
         except asyncio.CancelledError:
             raise
         except Exception:

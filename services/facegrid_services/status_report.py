@@ -117,19 +117,22 @@ def to_csv(people: Sequence[PersonPeriod], tz: ZoneInfo) -> str:
 def to_xlsx(people: Sequence[PersonPeriod], tz: ZoneInfo, first: date, last: date) -> bytes:
     """A workbook with a Totals sheet and a Days sheet; every text cell is text."""
     from openpyxl import Workbook  # server extra; imported where it is used
+    from openpyxl.cell import WriteOnlyCell
 
-    wb = Workbook()
-    sheets = [(wb.active, "Totals", TOTAL_COLUMNS, total_rows(people)),
-              (wb.create_sheet(), "Days", DAY_COLUMNS, day_rows(people, tz))]
-    for ws, title, columns, rows in sheets:
-        ws.title = title
+    wb = Workbook(write_only=True)  # streams rows: linear in the report's size
+    for title, columns, rows in (("Totals", TOTAL_COLUMNS, total_rows(people)),
+                                 ("Days", DAY_COLUMNS, day_rows(people, tz))):
+        ws = wb.create_sheet(title)
+        ws.freeze_panes = "A2"
         ws.append(list(columns))
         for row in rows:
-            ws.append(row)
-            for cell in ws[ws.max_row]:
-                if isinstance(cell.value, str):
+            cells = []
+            for value in row:
+                cell = WriteOnlyCell(ws, value=value)
+                if isinstance(value, str):
                     cell.data_type = "s"  # never a formula, whatever it starts with
-        ws.freeze_panes = "A2"
+                cells.append(cell)
+            ws.append(cells)
     wb.properties.title = f"facegrid attendance {first.isoformat()} to {last.isoformat()}"
     out = io.BytesIO()
     wb.save(out)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-#: The event stream every node XADDs to (wire format v1, see facegrid.wire).
+#: The event stream every node XADDs to (wire format v1/v2, see facegrid.wire).
 EVENTS_STREAM = "facegrid:events"
 #: Consumer group of the classify workers on EVENTS_STREAM.
 WORKER_GROUP = "facegrid-workers"
@@ -18,6 +18,8 @@ REVOKED_CHANNEL = "facegrid:revoked:changed"
 LAMPORT_MAX = "facegrid:lamport:max"
 #: Hash of threshold -> count of events each candidate threshold would accept.
 THRESHOLD_GRID = "facegrid:stats:threshold-grid"
+#: JSON of the threshold calibration in force (worker/calibration.py), set at each gallery load.
+CALIBRATION = "facegrid:calibration"
 
 
 def results_channel(node_id: str) -> str:

@@ -1,11 +1,20 @@
-"""The wire format, version 1: the one module that knows how an event looks on Redis.
+"""The wire format (versions 1 and 2): the one module that knows how an event looks on Redis.
 
 A stream entry has exactly four fields:
 
-``v``          the format version, ``b"1"``
+``v``          the format version, ``b"2"`` (``b"1"`` from nodes not yet upgraded)
 ``token``      the node's JWT (EdDSA), checked by :mod:`facegrid.tokens`
 ``payload``    UTF-8 JSON object with the fields of :class:`EventPayload`
 ``embedding``  512 little-endian float32 values as raw bytes (2 KiB)
+
+Version 2 adds one payload object, ``track`` (:class:`TrackSummary`): the
+embedding is then the *track's* quality-weighted aggregate (the L2-normalised
+weighted mean of every embedding the node computed for the track so far), and
+``track`` says how many frames and how much quality weight stand behind it.
+In version 1 the embedding is the latest frame's and ``track`` is absent
+(decoded as ``None``).  :func:`decode` reads both; :func:`encode` writes v2
+when the payload has a ``track``, v1 otherwise.  Upgrade order for a mixed
+fleet: workers first (they read both), then nodes (docs/architecture.md).
 
 Every other module builds entries with :func:`encode` and reads them with
 :func:`decode`.  Decoding never raises anything but :class:`WireError`, whose
@@ -26,7 +35,9 @@ from typing import Any
 
 import numpy as np
 
-VERSION = "1"
+VERSION = "2"
+#: Versions :func:`decode` reads.
+VERSIONS = (b"1", b"2")
 EMBEDDING_DIM = 512
 EMBEDDING_BYTES = EMBEDDING_DIM * 4
 EMBEDDING_DTYPE = np.dtype("<f4")
@@ -71,7 +82,7 @@ class Reason(enum.StrEnum):
 
 
 class WireError(ValueError):
-    """An entry that is not a valid v1 event.  ``reason`` is a :class:`Reason`."""
+    """An entry that is not a valid v1/v2 event.  ``reason`` is a :class:`Reason`."""
 
     def __init__(self, reason: Reason, detail: str) -> None:
         super().__init__(f"{reason.value}: {detail}")
@@ -83,6 +94,22 @@ class WireError(ValueError):
 class Quality:
     brightness: float
     blur: float
+
+
+@dataclass(slots=True)
+class TrackSummary:
+    """What stands behind a v2 event's aggregate embedding.
+
+    ``frames``: embeddings of the track folded in (≥ 1); ``weight``: the sum of
+    their quality weights (0 when no face of the track passed the node's
+    quality gate: the embedding is then the latest frame's and must not decide
+    an identity on its own); ``face_quality``: this event's face quality score
+    in [0, 1] (size, sharpness, pose, detector confidence).
+    """
+
+    frames: int
+    weight: float
+    face_quality: float
 
 
 @dataclass(slots=True)
@@ -107,6 +134,12 @@ class EventPayload:
     det_confidence: float
     quality: Quality
     model: str
+    #: v2 only: the track aggregate behind the embedding (None: a v1 per-frame event).
+    track: TrackSummary | None = None
+
+    @property
+    def version(self) -> str:
+        return "1" if self.track is None else "2"
 
     def to_json(self) -> bytes:
         d = {
@@ -125,11 +158,19 @@ class EventPayload:
             "quality": {"brightness": self.quality.brightness, "blur": self.quality.blur},
             "model": self.model,
         }
+        if self.track is not None:
+            t = self.track
+            d["track"] = {"frames": t.frames, "weight": t.weight, "face_quality": t.face_quality}
         return json.dumps(d, separators=(",", ":"), allow_nan=False).encode()
 
 
-PAYLOAD_FIELDS = frozenset(EventPayload.__dataclass_fields__)
+#: Payload fields of v1; v2 has these and ``track``.
+PAYLOAD_FIELDS = frozenset(EventPayload.__dataclass_fields__) - {"track"}
+PAYLOAD_FIELDS_V2 = PAYLOAD_FIELDS | {"track"}
 QUALITY_FIELDS = frozenset(Quality.__dataclass_fields__)
+TRACK_FIELDS = frozenset(TrackSummary.__dataclass_fields__)
+#: Largest frame count a v2 event may claim (a day at 30 fps, with room).
+MAX_TRACK_FRAMES = 2**31 - 1
 
 
 @dataclass(slots=True)
@@ -158,7 +199,7 @@ def encode(payload: EventPayload, token: str, embedding: np.ndarray) -> dict[str
     body = payload.to_json()
     if len(body) > MAX_PAYLOAD_BYTES:
         raise WireError(Reason.OVERSIZE, f"payload is {len(body)} bytes")
-    return {"v": VERSION.encode(), "token": token.encode(), "payload": body,
+    return {"v": payload.version.encode(), "token": token.encode(), "payload": body,
             "embedding": emb.tobytes()}
 
 
@@ -232,7 +273,26 @@ _PAYLOAD_TYPES: tuple[tuple[str, tuple[type, ...]], ...] = (
 )
 
 
-def _decode_payload(raw: bytes) -> tuple[EventPayload, datetime, datetime]:
+def _decode_track(t: Any) -> TrackSummary:
+    if type(t) is not dict:
+        raise WireError(Reason.WRONG_TYPE, "payload.track is not an object")
+    if t.keys() != TRACK_FIELDS:
+        _check_keys(t, TRACK_FIELDS, "payload.track")
+    frames, weight, fq = t["frames"], t["weight"], t["face_quality"]
+    if type(frames) is not int or type(weight) not in _NUM or type(fq) not in _NUM:
+        raise WireError(Reason.WRONG_TYPE, "payload.track values must be numbers")
+    if not 1 <= frames <= MAX_TRACK_FRAMES:
+        raise WireError(Reason.BAD_VALUE, "payload.track.frames out of range")
+    weight = _finite(weight, "track.weight")
+    if not 0.0 <= weight <= float(frames):
+        raise WireError(Reason.BAD_VALUE, "payload.track.weight outside [0, frames]")
+    fq = _finite(fq, "track.face_quality")
+    if not 0.0 <= fq <= 1.0:
+        raise WireError(Reason.BAD_VALUE, "payload.track.face_quality outside [0, 1]")
+    return TrackSummary(frames, weight, fq)
+
+
+def _decode_payload(raw: bytes, version: bytes = b"1") -> tuple[EventPayload, datetime, datetime]:
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise WireError(Reason.OVERSIZE, f"payload is {len(raw)} bytes (max {MAX_PAYLOAD_BYTES})")
     try:
@@ -243,8 +303,9 @@ def _decode_payload(raw: bytes) -> tuple[EventPayload, datetime, datetime]:
         raise WireError(Reason.BAD_JSON, "payload is not valid UTF-8 JSON") from None
     if type(d) is not dict:
         raise WireError(Reason.WRONG_TYPE, "payload is not a JSON object")
-    if d.keys() != PAYLOAD_FIELDS:
-        _check_keys(d, PAYLOAD_FIELDS, "payload")
+    fields = PAYLOAD_FIELDS_V2 if version == b"2" else PAYLOAD_FIELDS
+    if d.keys() != fields:
+        _check_keys(d, fields, "payload")
     for key, types in _PAYLOAD_TYPES:
         if type(d[key]) not in types:
             raise WireError(Reason.WRONG_TYPE, f"payload.{key} has type {type(d[key]).__name__}")
@@ -306,9 +367,11 @@ def _decode_payload(raw: bytes) -> tuple[EventPayload, datetime, datetime]:
     if local.tzinfo is None or abs((local - node_time).total_seconds()) > 0.001:
         raise WireError(Reason.BAD_TIMESTAMP, "local_time is not the same instant as utc_timestamp")
 
+    track = _decode_track(d["track"]) if version == b"2" else None
     payload = EventPayload(
         event_id, node_id, lamport, d["utc_timestamp"], local_raw, tz, tz_off, drift,
         d["corrected_utc"], track_id, (box[0], box[1], box[2], box[3]), conf, quality, model,
+        track,
     )
     return payload, corrected, node_time
 
@@ -340,8 +403,10 @@ def decode(fields: Mapping[Any, Any]) -> Event:
     version = entry.get("v")
     if version is None:
         raise WireError(Reason.MISSING_FIELD, "entry lacks 'v'")
-    if _as_bytes(version, "v") != b"1":
-        raise WireError(Reason.UNKNOWN_VERSION, f"version {str(version)[:16]!r} is not '1'")
+    version = _as_bytes(version, "v")
+    if version not in VERSIONS:
+        raise WireError(Reason.UNKNOWN_VERSION,
+                        f"version {str(version)[:16]!r} is not '1' or '2'")
     _check_keys(entry, ENTRY_FIELDS, "entry")
     token_raw = _as_bytes(entry["token"], "token")
     if len(token_raw) > MAX_TOKEN_BYTES:
@@ -350,7 +415,8 @@ def decode(fields: Mapping[Any, Any]) -> Event:
         token = token_raw.decode("ascii")
     except UnicodeDecodeError:
         raise WireError(Reason.WRONG_TYPE, "token is not ASCII") from None
-    payload, corrected, node_time = _decode_payload(_as_bytes(entry["payload"], "payload"))
+    payload, corrected, node_time = _decode_payload(_as_bytes(entry["payload"], "payload"),
+                                                    version)
     embedding = decode_embedding(_as_bytes(entry["embedding"], "embedding"))
     return Event(payload=payload, token=token, embedding=embedding,
                  corrected_at=corrected, node_time=node_time)

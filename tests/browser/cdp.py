@@ -53,6 +53,8 @@ class Browser:
         self.ws = websocket.create_connection(pages[0]["webSocketDebuggerUrl"], timeout=30,
                                               suppress_origin=True)
         self._id = 0
+        #: Uncaught exceptions and console.error calls of the page, as text.
+        self.console_errors: list[str] = []
         self.send("Page.enable")
         self.send("Runtime.enable")
 
@@ -73,10 +75,21 @@ class Browser:
         self.ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
         while True:
             msg = json.loads(self.ws.recv())
+            self._note_event(msg)
             if msg.get("id") == msg_id:
                 if "error" in msg:
                     raise RuntimeError(f"{method}: {msg['error']}")
                 return msg.get("result", {})
+
+    def _note_event(self, msg: dict) -> None:
+        method, params = msg.get("method"), msg.get("params", {})
+        if method == "Runtime.exceptionThrown":
+            d = params.get("exceptionDetails", {})
+            self.console_errors.append(
+                d.get("exception", {}).get("description") or d.get("text", "exception"))
+        elif method == "Runtime.consoleAPICalled" and params.get("type") == "error":
+            self.console_errors.append(" ".join(str(a.get("value", a.get("description", "")))
+                                                for a in params.get("args", [])))
 
     def navigate(self, url: str) -> None:
         self.send("Page.navigate", url=url)

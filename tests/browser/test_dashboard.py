@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from facegrid_services.store import db
-from facegrid_services.store.models import Alert, Attendance, Sighting
+from facegrid_services.store.models import Alert, Attendance
 
 from facegrid.contract import REGISTER_PATH, heartbeat_path
 
 from .cdp import Browser
+from .helpers import add_sighting, login
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 REPO = Path(__file__).resolve().parents[2]
@@ -56,27 +55,6 @@ def seed(server) -> tuple:
         s.commit()
     client.close()
     return sessions, engine, ada, grace
-
-
-def add_sighting(sessions, person_id, at, node="lobby-cam", score=0.81):
-    with sessions() as s:
-        row = Sighting(
-            event_id=str(uuid.uuid4()), stream_id="1-0", node_id=node, person_id=person_id,
-            recognised=person_id is not None, score=score, threshold=0.5,
-            model="facenet-casia-webface", lamport=7, utc_timestamp=at,
-            local_time=at.isoformat(), timezone="Europe/Paris", timezone_offset="+01:00",
-            drift_offset_ms=0.0, corrected_utc=at, track_id=3, box=[1, 2, 30, 40],
-            det_confidence=0.99, quality={"brightness": 0.5, "blur": 120.0}, received_at=at)
-        s.add(row)
-        s.commit()
-        return row.id
-
-
-def login(browser, server, token):
-    browser.navigate(f"{server.url}/")
-    browser.wait_for("!document.getElementById('login').hidden")
-    browser.eval(f"document.getElementById('token').value = {json.dumps(token)};"
-                 "document.getElementById('login-form').requestSubmit(); true")
 
 
 def test_dashboard_live_view_alerts_and_report(live_server, tmp_path):

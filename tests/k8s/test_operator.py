@@ -1,8 +1,9 @@
 """The CameraNode operator against the real control plane, under exactly the RBAC it ships.
 
-kopf's KopfRunner runs the operator in this process, logged in with a
-ServiceAccount token (TokenRequest API) bound by operator/deploy/rbac.yaml;
-a real ``facegrid server`` subprocess answers heartbeats and revocations.
+The operator's own run function (``facegrid_operator.operator.run``) runs in a
+thread of this process, logged in with a ServiceAccount token (TokenRequest API)
+bound by operator/deploy/rbac.yaml; a real ``facegrid server`` subprocess answers
+heartbeats and revocations.
 Pods are real Pod objects scheduled by the real kube-scheduler onto kwok's
 fake edge Nodes (kwok marks them Running; no container runs).
 """
@@ -12,24 +13,26 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import kopf
 import pytest
 import yaml
 from facegrid_operator import builders
-from facegrid_operator.context import OperatorContext
-from facegrid_operator.operator import build_registry, kopf_settings
+from facegrid_operator.operator import run
 from facegrid_operator.settings import OperatorSettings
 from fixtures.k8s import wait_until
 from fixtures.servers import free_port
-from kopf.testing import KopfRunner
 
 from facegrid import contract, tokens
 
@@ -101,17 +104,47 @@ def op_settings(ns: str, kubeconfig: Path, server_url: str, **kw) -> OperatorSet
     return OperatorSettings(**{**base, **kw})
 
 
+class _Failures(logging.Handler):
+    """Collects log records that carry an unexpected exception (a traceback)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and not isinstance(exc, kopf.TemporaryError | kopf.PermanentError):
+            self.records.append(record)
+
+
 @contextlib.contextmanager
-def running_operator(settings: OperatorSettings) -> Iterator[OperatorContext]:
-    ctx = OperatorContext(settings)
-    args = ["run", "--standalone", "--verbose", *[f"--namespace={n}" for n in
-                                                  settings.watch_namespaces]]
-    with KopfRunner(args, registry=build_registry(ctx), settings=kopf_settings(settings),
-                    timeout=60) as runner:
-        wait_until(lambda: ctx.key is not None, timeout=30, what="operator start-up")
-        yield ctx
-    assert runner.exception is None, runner.output[-3000:]
-    assert "Traceback" not in runner.output, runner.output[-6000:]
+def running_operator(settings: OperatorSettings) -> Iterator[None]:
+    """The operator's own run() in a thread, until the block ends; no tracebacks allowed."""
+    stop, ready = threading.Event(), threading.Event()
+    crashed: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run(settings, stop_flag=stop, ready_flag=ready)
+        except BaseException as e:  # reported below
+            crashed.append(e)
+
+    failures = _Failures()
+    logging.getLogger().addHandler(failures)
+    thread = threading.Thread(target=target, name="operator", daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: ready.is_set() or not thread.is_alive(), 60, what="operator ready")
+        assert not crashed and thread.is_alive(), f"operator did not start: {crashed!r}"
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+        logging.getLogger().removeHandler(failures)
+    assert not thread.is_alive(), "operator did not stop within 30 s"
+    assert not crashed, repr(crashed)
+    assert not failures.records, "\n".join(
+        logging.Formatter().format(r) for r in failures.records[:3])
 
 
 @pytest.fixture(scope="module")
@@ -156,9 +189,9 @@ def server(signing_pub, redis_server, tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture
-def operator(ns, operator_kubeconfig, server) -> Iterator[OperatorContext]:
-    with running_operator(op_settings(ns, operator_kubeconfig, server)) as ctx:
-        yield ctx
+def operator(ns, operator_kubeconfig, server) -> Iterator[None]:
+    with running_operator(op_settings(ns, operator_kubeconfig, server)):
+        yield
 
 
 # --------------------------------------------------------------------------- helpers
@@ -229,6 +262,10 @@ def test_rbac_is_least_privilege(k8s_cluster, ns, operator_kubeconfig):
     assert can("patch", "cameranodes.facegrid.io", "--subresource=status", "-n", ns)
     assert can("watch", "nodes")
     assert not can("list", "secrets", "-n", ns)
+    # nothing outside the watched namespace but reading Nodes
+    assert not can("list", "cameranodes.facegrid.io", "-n", "default")
+    assert not can("watch", "pods", "-n", "default")
+    assert not can("create", "events", "-n", "default")
     assert not can("delete", "deployments.apps", "-n", ns)
     assert not can("get", "secret/facegrid-signing-key", "-n", "default")
     assert not can("create", "deployments.apps", "-n", "default")
@@ -260,6 +297,11 @@ def test_example_camera_runs_on_its_host_reports_and_is_revoked(k8s_cluster, ns,
     # the pod lands on the named edge Node and runs; the status says so
     pod = wait_until(lambda: running_pod(k, "lobby", ns), 60, what="lobby pod Running")
     assert pod["spec"]["nodeName"] == "edge-01"
+    # its camera device comes from the Node's device plugin: nothing privileged
+    (c,) = pod["spec"]["containers"]
+    assert c["resources"]["limits"]["smarter-devices/video0"] == "1"
+    assert "privileged" not in c["securityContext"] and c["securityContext"]["runAsNonRoot"]
+    assert not any("hostPath" in v for v in pod["spec"]["volumes"])
     st = wait_until(lambda: (s := status_of(k, "lobby", ns)).get("phase") == "Running" and s,
                     30, what="phase Running")
     assert st["host"] == "edge-01" and st["observedGeneration"] == cam["metadata"]["generation"]
@@ -325,12 +367,29 @@ def test_two_hosts_and_a_missing_host(k8s_cluster, ns, operator):
         wait_until(lambda: get(k, "deployment", "door-c-node", ns), 30, what="door-c Deployment")
     finally:
         k.kubectl("delete", "node", "edge-99", "--wait=false", check=False)
-        # Clean-up only: deletion itself is asserted in the example-camera test.  Once (1 run
-        # in 4, CI at 00:26 on 2026-11-25) door-c's finalizer was still there 60 s after its
-        # delete handler had finished; not understood yet — see the closing note.  Not
-        # checked here so that this known flake cannot hide the rest of the suite.
-        k.kubectl("delete", "cam", "door-a", "door-b", "door-c", "-n", ns, "--timeout=60s",
-                  check=False)
+        k.kubectl("delete", "cam", "door-a", "door-b", "door-c", "-n", ns, "--timeout=60s")
+
+
+def test_refused_specs_say_why_and_get_nothing(k8s_cluster, ns, operator):
+    k = k8s_cluster
+    k.apply([camera("rogue", ns, image="docker.io/attacker/miner:latest"),
+             camera("peek", ns, source="/etc/kubernetes")])
+    refused = [("rogue", "ImageNotAllowed", "'docker.io/attacker/miner:latest' is not allowed"),
+               ("peek", "SourceNotAllowed", "is not under /var/lib/facegrid/media/")]
+    for name, reason, says in refused:
+        st = wait_until(lambda n=name: (s := status_of(k, n, ns)).get("phase") == "Invalid" and s,
+                        30, what=f"{name} Invalid")
+        valid = cond(st, "Valid")
+        assert valid["status"] == "False" and valid["reason"] == reason, st
+        assert says in valid["message"]
+        # no token is minted and nothing runs for a refused spec
+        assert get(k, "secret", f"{name}-token", ns) is None
+        assert get(k, "deployment", f"{name}-node", ns) is None
+    # fixed spec: accepted at once
+    k.kubectl("patch", "cam", "rogue", "-n", ns, "--type=json", "-p",
+              json.dumps([{"op": "remove", "path": "/spec/image"}]))
+    wait_until(lambda: running_pod(k, "rogue", ns), 60, what="rogue runs once fixed")
+    k.kubectl("delete", "cam", "rogue", "peek", "-n", ns, "--timeout=60s")
 
 
 def test_restarted_operator_creates_nothing_twice(k8s_cluster, ns, operator_kubeconfig, server):
@@ -405,3 +464,81 @@ def test_pause_and_an_unreachable_server(k8s_cluster, ns, operator_kubeconfig, s
         assert get(k, "deployment", "yard-node", ns)["spec"]["replicas"] == 0
         # delete while the server is down: a few retries, then the object goes anyway
         k.kubectl("delete", "cam", "yard", "-n", ns, "--timeout=60s")
+
+
+class SlowStatusProxy:
+    """Forwards every request to the real server, but holds each read of a node's status
+    for ``delay`` seconds first: the operator's status timer is then inside a call most
+    of the time."""
+
+    def __init__(self, upstream: str, delay: float) -> None:
+        self.upstream, self.delay = upstream, delay
+        self.holding: dict[str, int] = {}
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                held = self.command == "GET" and self.path.startswith(contract.node_path(""))
+                if held:
+                    with proxy._lock:
+                        proxy.holding[self.path] = proxy.holding.get(self.path, 0) + 1
+                    time.sleep(proxy.delay)
+                try:
+                    r = httpx.request(self.command, proxy.upstream + self.path, content=body,
+                                      headers={k: v for k, v in self.headers.items()
+                                               if k.lower() not in ("host", "connection")})
+                finally:
+                    if held:
+                        with proxy._lock:
+                            proxy.holding[self.path] -= 1
+                self.send_response(r.status_code)
+                for k in ("Content-Type",):
+                    if k in r.headers:
+                        self.send_header(k, r.headers[k])
+                self.send_header("Content-Length", str(len(r.content)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(r.content)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _forward
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    def in_flight(self, node_id: str) -> bool:
+        with self._lock:
+            return self.holding.get(contract.node_path(node_id), 0) > 0
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def test_delete_while_a_timer_is_inside_a_call_lets_the_object_go_at_once(
+        k8s_cluster, ns, operator_kubeconfig, server):
+    """The finalizer flake: a CameraNode deleted while its status timer waited for the
+    server kept kopf's finalizer for 60 s after its delete handler had finished (kopf
+    looked at the stopping timer again only after ``cancellation_polling``)."""
+    k = k8s_cluster
+    proxy = SlowStatusProxy(server, delay=3)
+    try:
+        with running_operator(op_settings(ns, operator_kubeconfig, proxy.url,
+                                          http_timeout_s=6)):
+            k.apply(camera("porch", ns))
+            wait_until(lambda: status_of(k, "porch", ns).get("phase") == "Running", 60,
+                       what="porch Running")
+            wait_until(lambda: proxy.in_flight("porch"), 15, interval=0.05,
+                       what="the status timer inside a server call")
+            t0 = time.monotonic()
+            k.kubectl("delete", "cam", "porch", "-n", ns, "--timeout=30s")
+            took = time.monotonic() - t0
+    finally:
+        proxy.close()
+    # the held call ends within 3 s; then the finalizer goes within a second or two
+    assert took < 10, f"deletion took {took:.1f} s"

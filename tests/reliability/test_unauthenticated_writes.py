@@ -19,7 +19,8 @@ pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 WRITE_METHODS = {"post", "put", "patch", "delete"}
 SAMPLES = {"person_id": "1", "node_id": "cam-1", "entry_id": "1-0", "alert_id": "1",
            "embedding_id": "1", "token_id": "1", "subscription_id": "1", "delivery_id": "1",
-           "schedule_id": "1", "group_id": "1", "closure_id": "1", "day": "2026-03-02"}
+           "schedule_id": "1", "group_id": "1", "closure_id": "1", "day": "2026-03-02",
+           "stranger_id": "1"}
 # Well-formed bodies: the attacker knows the schema, only the credential is wrong.
 REGISTER = {"node_id": "cam-1", "timezone": "UTC", "model": "facenet-casia-webface",
             "version": "1"}

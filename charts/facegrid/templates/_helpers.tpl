@@ -262,16 +262,34 @@ seccompProfile:
   value: {{ include "facegrid.imagePullPolicy" (dict "root" . "image" .Values.operator.nodeImage) | quote }}
 - name: FACEGRID_DEFAULT_TOKEN_TTL
   value: {{ .Values.signing.tokenTTL | quote }}
-{{- with .Values.operator.watchNamespaces }}
+{{- if not .Values.operator.clusterWide }}
 - name: FACEGRID_WATCH_NAMESPACES
+  value: {{ include "facegrid.operator.namespaces" . | fromJsonArray | join "," | quote }}
+{{- end }}
+{{- with .Values.operator.allowedNodeImages }}
+- name: FACEGRID_ALLOWED_IMAGES
   value: {{ join "," . | quote }}
 {{- end }}
+- name: FACEGRID_FILE_SOURCE_PREFIX
+  value: {{ .Values.operator.fileSourcePrefix | quote }}
+- name: FACEGRID_DEVICE_RESOURCE_PREFIX
+  value: {{ .Values.operator.cameraDevices.resourcePrefix | quote }}
+- name: FACEGRID_DEVICE_GROUP
+  value: {{ .Values.operator.cameraDevices.group | quote }}
+- name: FACEGRID_PRIVILEGED_DEVICES
+  value: {{ .Values.operator.cameraDevices.privileged | quote }}
 - name: FACEGRID_METRICS_PORT
   value: {{ .Values.operator.metrics.port | quote }}
 - name: FACEGRID_LIVENESS_PORT
   value: {{ .Values.operator.healthPort | quote }}
 - name: FACEGRID_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
+{{- end }}
+
+{{/* The namespaces whose CameraNodes the operator runs (unless clusterWide), as a
+     JSON list: operator.watchNamespaces, else the release namespace. */}}
+{{- define "facegrid.operator.namespaces" -}}
+{{- toJson (default (list .Release.Namespace) .Values.operator.watchNamespaces) }}
 {{- end }}
 
 {{/* RBAC rules of the operator in the namespaces whose CameraNodes it runs

@@ -11,33 +11,32 @@ from .. import metrics, reconcile
 from ..context import OperatorContext
 from ..kube import KubeError
 from ..server_api import ServerRefused, ServerUnavailable
-from ..spec import GROUP, PLURAL, VERSION
+from . import kopf_error
 
 log = logging.getLogger(__name__)
 
 
-def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
-    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="revoke")
-    def revoke(namespace, name, retry, **_) -> None:
-        try:
-            n = reconcile.revoke_node_tokens(ctx, namespace, name)
-        except ServerUnavailable as e:
-            if retry < ctx.settings.revoke_retries:
-                raise kopf.TemporaryError(f"cannot revoke yet: {e}",
-                                          delay=ctx.settings.revoke_backoff_s) from e
-            metrics.REVOCATIONS.labels(state="failed").inc()
-            log.error("gave up revoking the tokens of %s/%s after %d tries (%s); they stay "
-                      "valid until they expire", namespace, name, retry + 1, e)
-            return
-        except ServerRefused as e:
-            metrics.REVOCATIONS.labels(state="failed").inc()
-            log.error("the server refused to revoke the tokens of %s/%s: %s", namespace, name, e)
-            return
-        except KubeError as e:
-            raise reconcile.kopf_error(e, "token Secret") from e
-        ctx.set_phase(namespace, name, None)
-        ctx.reconciled.pop((namespace, name), None)
-        with contextlib.suppress(KeyError):
-            metrics.TOKEN_EXPIRY.remove(metrics.camera_label(namespace, name))
-        metrics.RECONCILES.labels(stage="delete", reason="ok").inc()
-        log.info("CameraNode %s/%s deleted: %d token(s) revoked", namespace, name, n)
+def revoke(namespace, name, retry, memo: OperatorContext, **_) -> None:
+    ctx = memo
+    ctx.deleting.add((namespace, name))
+    try:
+        n = reconcile.revoke_node_tokens(ctx, namespace, name)
+    except ServerUnavailable as e:
+        if retry < ctx.settings.revoke_retries:
+            raise kopf.TemporaryError(f"cannot revoke yet: {e}",
+                                      delay=ctx.settings.revoke_backoff_s) from e
+        metrics.REVOCATIONS.labels(state="failed").inc()
+        log.error("gave up revoking the tokens of %s/%s after %d tries (%s); they stay "
+                  "valid until they expire", namespace, name, retry + 1, e)
+        return
+    except ServerRefused as e:
+        metrics.REVOCATIONS.labels(state="failed").inc()
+        log.error("the server refused to revoke the tokens of %s/%s: %s", namespace, name, e)
+        return
+    except KubeError as e:
+        raise kopf_error(e, "token Secret") from e
+    ctx.forget(namespace, name)
+    with contextlib.suppress(KeyError):
+        metrics.TOKEN_EXPIRY.remove(metrics.camera_label(namespace, name))
+    metrics.RECONCILES.labels(stage="delete", reason="ok").inc()
+    log.info("CameraNode %s/%s deleted: %d token(s) revoked", namespace, name, n)

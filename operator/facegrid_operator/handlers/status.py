@@ -1,8 +1,10 @@
-"""CameraNode status: pod events (fast), a timer pulling heartbeats from the server, and a
-slow re-check of Invalid cameras."""
+"""CameraNode status: the camera's pods (an in-memory index; their events update the status
+at once), and a timer pulling heartbeats from the server that also re-checks Invalid
+cameras slowly."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 
@@ -12,45 +14,83 @@ from .. import builders, reconcile
 from ..conditions import Cond, Phase
 from ..context import OperatorContext
 from ..kube import KubeError
-from ..spec import GROUP, PLURAL, VERSION
-from .deployment import deploy
+from . import NodeLabels, kopf_error, plain, pods_of
+from .camera import recheck
+
+#: How long a camera's pod changes are gathered into one status write.
+POD_SETTLE_S = 0.3
+POD_LABELS = {"app.kubernetes.io/managed-by": builders.MANAGED_BY,
+              builders.LABEL_CAMERA: kopf.PRESENT}
 
 
-def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
-    last_recheck: dict[tuple[str, str], float] = {}
+def pod_summary(body) -> dict:
+    """What the status needs of a pod (kept in memory for every node pod)."""
+    md, st = body.get("metadata", {}), body.get("status") or {}
+    return plain({
+        "metadata": {"name": md.get("name"), "creationTimestamp": md.get("creationTimestamp"),
+                     "deletionTimestamp": md.get("deletionTimestamp")},
+        "spec": {"nodeName": (body.get("spec") or {}).get("nodeName")},
+        "status": {"phase": st.get("phase"), "conditions": st.get("conditions") or [],
+                   "containerStatuses": st.get("containerStatuses") or []},
+    })
 
-    @kopf.timer(GROUP, VERSION, PLURAL, registry=registry, id="status",
-                interval=ctx.settings.status_interval_s, initial_delay=1)
-    def status(body, namespace, name, **_) -> None:
-        if body.get("metadata", {}).get("deletionTimestamp"):
-            return
-        phase = (body.get("status") or {}).get("phase")
-        if phase == Phase.INVALID:
-            now = time.monotonic()
-            if now - last_recheck.get((namespace, name), 0) >= ctx.settings.invalid_recheck_s:
-                last_recheck[(namespace, name)] = now
-                with contextlib.suppress(kopf.PermanentError):  # still invalid: status says why
-                    deploy(ctx, body)
-            return
-        generation = body.get("metadata", {}).get("generation")
-        observed = (body.get("status") or {}).get("observedGeneration")
-        if phase and observed is not None and generation != observed \
-                and (namespace, name) not in ctx.reconciled:
-            # A spec change this process never handled (e.g. made while the operator was
-            # restarting between kopf's progress and diff-base writes): apply it now.
-            with contextlib.suppress(kopf.PermanentError):
-                deploy(ctx, body)
-        cond, extra = reconcile.heartbeat_view(ctx, name)
-        try:
-            reconcile.sync_status(ctx, namespace, name, updates={Cond.HEARTBEATING: cond},
-                                  extra=extra)
-        except KubeError as e:
-            raise reconcile.kopf_error(e, "status") from e
 
-    @kopf.on.event("", "v1", "pods", registry=registry, id="node-pods",
-                   labels={"app.kubernetes.io/managed-by": builders.MANAGED_BY,
-                           builders.LABEL_CAMERA: kopf.PRESENT})
-    def pod_event(body, namespace, **_) -> None:
-        camera = body["metadata"]["labels"][builders.LABEL_CAMERA]
-        with contextlib.suppress(KubeError):  # the next event or the status timer writes it
-            reconcile.sync_status(ctx, namespace, camera)
+def camera_pods(namespace, labels, body, **_) -> dict:
+    """Index: (namespace, camera) -> its node pods."""
+    return {(namespace, labels[builders.LABEL_CAMERA]): pod_summary(body)}
+
+
+async def pod_event(namespace, labels, memo: OperatorContext, camera_pods: kopf.Index,
+                    **_) -> None:
+    """A node pod changed: write the camera's status once its pods settle for a moment.
+
+    A new pod changes several times within a second (created, bound, started, ready);
+    the write waits :data:`POD_SETTLE_S` in a task of its own (the pod's events go on
+    being indexed meanwhile), and events for a camera that has a write coming are
+    folded into it, so a pod start costs one or two status writes, not four."""
+    key = (namespace, labels[builders.LABEL_CAMERA])
+    if key in memo.pod_writes_due:
+        return
+    memo.pod_writes_due.add(key)
+    task = asyncio.get_running_loop().create_task(_write_soon(memo, key, camera_pods))
+    memo.pod_write_tasks.add(task)  # kept until done (and cancelled at shut-down)
+    task.add_done_callback(memo.pod_write_tasks.discard)
+
+
+async def _write_soon(memo: OperatorContext, key: tuple[str, str], index: kopf.Index) -> None:
+    try:
+        await asyncio.sleep(POD_SETTLE_S)
+    finally:
+        memo.pod_writes_due.discard(key)  # later pod events schedule the next write
+    pods = pods_of(index, *key)  # read on kopf's loop, where the index changes
+    with contextlib.suppress(KubeError):  # the next pod event or the status timer writes it
+        await asyncio.to_thread(reconcile.write_status, memo, *key, pods=pods)
+
+
+def refresh(body, namespace, name, memo: OperatorContext, stopped, node_labels: kopf.Index,
+            camera_pods: kopf.Index, **_) -> None:
+    if stopped or body.get("metadata", {}).get("deletionTimestamp"):
+        return
+    body = plain(body)
+    st = body.get("status") or {}
+    if st.get("phase") == Phase.INVALID:
+        now = time.monotonic()
+        if now - memo.rechecked.get((namespace, name), 0) >= memo.settings.invalid_recheck_s:
+            memo.rechecked[(namespace, name)] = now
+            recheck(memo, body, NodeLabels(node_labels), camera_pods)
+        return
+    generation = body["metadata"].get("generation")
+    observed = st.get("observedGeneration")
+    if st.get("phase") and observed is not None and generation != observed \
+            and (namespace, name) not in memo.reconciled:
+        # A spec change this process never handled (e.g. made while the operator was
+        # restarting between kopf's progress and diff-base writes): apply it now.
+        recheck(memo, body, NodeLabels(node_labels), camera_pods)
+    cond, extra = reconcile.heartbeat_view(memo, name)
+    if stopped:
+        return  # deleted while the server answered: nothing more to write
+    try:
+        reconcile.write_status(memo, namespace, name, pods=pods_of(camera_pods, namespace, name),
+                               updates={Cond.HEARTBEATING: cond}, extra=extra, body=body)
+    except KubeError as e:
+        raise kopf_error(e, "status") from e

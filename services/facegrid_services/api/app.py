@@ -37,6 +37,7 @@ from .routers import (
     health,
     nodes,
     people,
+    presences,
     schedules,
     sightings,
     statuses,
@@ -175,8 +176,8 @@ def create_app(
     app.add_middleware(AuditMiddleware, sessions=sessions)
     app.add_middleware(MetricsMiddleware)
     _install_error_handlers(app)
-    for module in (health, nodes, people, sightings, attendance, alerts, stream, tokens,
-                   api_tokens, groups, schedules, statuses, webhooks):
+    for module in (health, nodes, people, sightings, presences, attendance, alerts, stream,
+                   tokens, api_tokens, groups, schedules, statuses, webhooks):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

@@ -100,7 +100,7 @@ class CorrectionOut(BaseModel):
 
 class DayStatusOut(BaseModel):
     day: date
-    status: Literal["present", "late", "left_early", "absent", "off", "holiday"]
+    status: Literal["present", "late", "left_early", "absent", "off", "holiday", "upcoming"]
     first_in: datetime | None
     last_out: datetime | None
     first_in_local: str | None
@@ -151,8 +151,20 @@ class EvidenceSighting(BaseModel):
     received_at: datetime
 
 
+class EvidencePresence(BaseModel):
+    presence_id: int
+    node_id: str
+    first_seen: datetime
+    last_seen: datetime
+    first_seen_local: str
+    last_seen_local: str
+    frames: int
+    score: float
+
+
 class EvidenceOut(BaseModel):
     person_id: int
     status: DayStatusOut
+    presences: list[EvidencePresence]
     sightings: list[EvidenceSighting]
     corrections: list[CorrectionOut]

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from facegrid import keys, wire
 from facegrid_services.notify import webhooks as notify_webhooks
 from facegrid_services.store import queries
-from facegrid_services.store.models import Attendance, Embedding, Person, Sighting
+from facegrid_services.store.models import Attendance, Embedding, Person, Presence, Sighting
 
 from . import metrics
 from .schemas import EmbeddingIn, ErasedOut, PersonCreate, PersonOut, PersonUpdate
@@ -145,8 +145,8 @@ def delete_embedding(session: Session, person: Person, embedding_id: int) -> boo
 
 
 def erase_person(session: Session, person: Person) -> dict[str, int]:
-    """Delete the person with every embedding, sighting, attendance row and notification
-    about them (one transaction)."""
+    """Delete the person with every embedding, presence, sighting, attendance row and
+    notification about them (one transaction)."""
     pid = person.id
     counts = {
         "embeddings": session.scalar(
@@ -155,8 +155,11 @@ def erase_person(session: Session, person: Person) -> dict[str, int]:
             select(func.count()).select_from(Sighting).where(Sighting.person_id == pid)),
         "attendance": session.scalar(
             select(func.count()).select_from(Attendance).where(Attendance.person_id == pid)),
+        "presences": session.scalar(
+            select(func.count()).select_from(Presence).where(Presence.person_id == pid)),
     }
     session.execute(delete(Attendance).where(Attendance.person_id == pid))
+    session.execute(delete(Presence).where(Presence.person_id == pid))
     session.execute(delete(Sighting).where(Sighting.person_id == pid))
     session.execute(delete(Embedding).where(Embedding.person_id == pid))
     # queued notifications and the webhook delivery log mentioning the person go too

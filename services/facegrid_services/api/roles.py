@@ -37,7 +37,7 @@ CAPABILITIES: dict[str, Role] = {
     "manage_schedules": Role.operator,  # groups, schedules, closures
     "correct_attendance": Role.operator,  # corrections (audited)
     "view_stream": Role.operator,     # backlog, dead letters
-    "erase_people": Role.admin,
+    "erase_people": Role.admin,       # and repeat strangers
     "replay_dead_letters": Role.admin,
     "manage_tokens": Role.admin,      # API tokens, node token revocation, audit log
     "manage_webhooks": Role.admin,

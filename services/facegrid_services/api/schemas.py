@@ -97,6 +97,7 @@ class ErasedOut(BaseModel):
     embeddings: int
     sightings: int
     attendance: int
+    presences: int = 0
     workers_notified: bool
 
 
@@ -122,6 +123,58 @@ class SightingOut(BaseModel):
     track_id: int
     det_confidence: float
     received_at: datetime
+
+
+class PresenceOut(BaseModel):
+    """One person in view for a while at one camera (one track), with one decision."""
+
+    id: int
+    node_id: str
+    track_id: int
+    status: Literal["pending", "recognised", "unknown"]
+    person_id: int | None
+    person_name: str | None
+    stranger_id: int | None = Field(description="Pseudo-id of a repeat stranger (unknown #N)")
+    locked: bool = Field(description="Recognised with a clear margin")
+    first_seen: datetime
+    last_seen: datetime
+    duration_s: float
+    frames: int
+    events: int
+    score: float = Field(description="Aggregate score of the decision")
+    best_score: float
+    threshold: float
+    history: list[dict] = Field(description="Decision changes: at, status, person_id, score")
+
+
+class StrangerOut(BaseModel):
+    id: int
+    label: str = Field(description="unknown #N")
+    presences: int
+    first_seen: datetime
+    last_seen: datetime
+    nodes: list[str]
+    seen_today: int = Field(description="Presences linked to it since the site's midnight")
+
+
+class StrangerErasedOut(BaseModel):
+    stranger_id: int
+    presences_unlinked: int
+
+
+class CalibrationOut(BaseModel):
+    """The threshold in force and how it was calibrated (worker/calibration.py)."""
+
+    threshold: float | None
+    source: str = Field(description="gallery | default | setting | none (no worker yet)")
+    target_far: float | None
+    people: int
+    samples: int = Field(description="Impostor scores behind the estimate")
+    estimate: float | None
+    low: float | None = Field(description="90% interval of the estimate (low end)")
+    high: float | None = Field(description="90% interval (high end); null: not bounded")
+    note: str
+    camera_thresholds: dict[str, float] = Field(default_factory=dict)
 
 
 class AttendanceOut(BaseModel):

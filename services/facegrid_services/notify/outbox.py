@@ -9,7 +9,6 @@ INSERT per batch.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -38,16 +37,17 @@ def add(conn: Connection | Session, rows: Iterable[dict]) -> int:
     return len(rows)
 
 
-def presence_row(*, event_id: str, node_id: str, track_id: int, person_id: int | None,
+def presence_row(*, presence_id: int, node_id: str, track_id: int, person_id: int | None,
                  score: float, at: datetime) -> dict:
-    """A presence event (recognised if ``person_id`` is set, else unknown)."""
+    """A presence event: recognised if ``person_id`` is set, else a confirmed unknown.
+
+    Queued in the worker's transaction: a batch redone after a crash had committed
+    nothing, so each decision is announced once."""
     type_ = (EventType.presence_recognised if person_id is not None
              else EventType.presence_unknown)
-    data = {"node_id": node_id, "track_id": track_id, "score": round(float(score), 4),
-            "person_id": person_id}
-    # The notification's id is derived from the sighting's event id: one per event.
-    nid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"facegrid:presence:{event_id}"))
-    return _row(type_, at, data, event_id=nid, person_id=person_id)
+    data = {"presence_id": presence_id, "node_id": node_id, "track_id": track_id,
+            "score": round(float(score), 4), "person_id": person_id}
+    return _row(type_, at, data, person_id=person_id)
 
 
 def presences_stored(conn: Connection, presences: Iterable[dict]) -> int:

@@ -124,6 +124,70 @@ class RevokedToken(Base):
     reason: Mapped[str] = mapped_column(String(200), default="")
 
 
+class Stranger(Base):
+    """A repeat stranger: unknown presences whose aggregates are close share one pseudo-id.
+
+    Only embeddings (the mean of its presences' aggregates), never a picture;
+    erasable, and deleted with its presences after the retention period.
+    """
+
+    __tablename__ = "strangers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(64))
+    #: Unit mean of the linked presences' aggregates (512 little-endian float32).
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    presences: Mapped[int] = mapped_column(Integer, default=0)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    nodes: Mapped[list] = mapped_column(JSON, default=list)
+
+
+class Presence(Base):
+    """One person in view for a while at one camera: one track of one node, one decision.
+
+    ``status``: ``pending`` (no face good enough to decide yet), ``recognised``
+    (``person_id``) or ``unknown``; the decision is taken on the track's
+    aggregate embedding (worker/presence.py) and its changes are in ``history``.
+    """
+
+    __tablename__ = "presences"
+    __table_args__ = (
+        UniqueConstraint("node_id", "track_id"),
+        Index("ix_presences_last_seen", "last_seen"),
+        Index("ix_presences_status_last_seen", "status", "last_seen"),
+        Index("ix_presences_person_first_seen", "person_id", "first_seen"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                     primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(63))
+    track_id: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("people.id", ondelete="CASCADE"), nullable=True)
+    #: Recognised with a clear margin: later frames refine but do not flip it lightly.
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: Frames behind the aggregate (the node's count; events for v1 nodes).
+    frames: Mapped[int] = mapped_column(Integer, default=0)
+    events: Mapped[int] = mapped_column(Integer, default=0)
+    #: Aggregate score of the current decision; best aggregate score ever reached.
+    score: Mapped[float] = mapped_column(Float, default=-1.0)
+    best_score: Mapped[float] = mapped_column(Float, default=-1.0)
+    threshold: Mapped[float] = mapped_column(Float, default=0.0)
+    model: Mapped[str] = mapped_column(String(64), default="")
+    #: The aggregate embedding (unit, 512 little-endian float32) and the weight behind it.
+    aggregate: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    weight: Mapped[float] = mapped_column(Float, default=0.0)
+    history: Mapped[list] = mapped_column(JSON, default=list)
+    #: When it became a confirmed stranger (unknown with enough frames behind it).
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    stranger_id: Mapped[int | None] = mapped_column(
+        ForeignKey("strangers.id", ondelete="SET NULL"), nullable=True, index=True)
+
+
 class Sighting(Base):
     """One event, classified.  Every time field of the event is kept for audit."""
 
@@ -156,6 +220,10 @@ class Sighting(Base):
     det_confidence: Mapped[float] = mapped_column(Float)
     quality: Mapped[dict] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The presence this event belongs to (NULL: stored before presences existed
+    #: and not backfilled, or the presence was erased).
+    presence_id: Mapped[int | None] = mapped_column(
+        ForeignKey("presences.id", ondelete="SET NULL"), nullable=True, index=True)
 
 
 class Attendance(Base):

@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from .models import Alert, Attendance, Embedding, Node, Person, Sighting
+from .models import Alert, Attendance, Embedding, Node, Person, Presence, Sighting, Stranger
 
 T = TypeVar("T")
 
@@ -110,6 +110,47 @@ def list_sightings(session: Session, *, start: datetime | None = None,
     if after_id is not None:
         stmt = stmt.where(Sighting.id > after_id)
     return _page(session, stmt, limit, offset, scalars=False)
+
+
+# --- presences ----------------------------------------------------------------------
+
+def list_presences(session: Session, *, start: datetime | None = None,
+                   end: datetime | None = None, node_id: str | None = None,
+                   person_id: int | None = None, status: str | None = None,
+                   stranger_id: int | None = None, limit: int = 100,
+                   offset: int = 0) -> Page[tuple[Presence, str | None]]:
+    """Presences overlapping [start, end), newest first (by last_seen), with the name."""
+    stmt = (select(Presence, Person.name).outerjoin(Person, Presence.person_id == Person.id)
+            .order_by(Presence.last_seen.desc(), Presence.id.desc()))
+    if start is not None:
+        stmt = stmt.where(Presence.last_seen >= start)
+    if end is not None:
+        stmt = stmt.where(Presence.first_seen < end)
+    if node_id is not None:
+        stmt = stmt.where(Presence.node_id == node_id)
+    if person_id is not None:
+        stmt = stmt.where(Presence.person_id == person_id)
+    if status is not None:
+        stmt = stmt.where(Presence.status == status)
+    if stranger_id is not None:
+        stmt = stmt.where(Presence.stranger_id == stranger_id)
+    return _page(session, stmt, limit, offset, scalars=False)
+
+
+def list_strangers(session: Session, *, limit: int = 100, offset: int = 0) -> Page[Stranger]:
+    stmt = select(Stranger).order_by(Stranger.last_seen.desc(), Stranger.id.desc())
+    return _page(session, stmt, limit, offset)
+
+
+def stranger_presences_since(session: Session, ids: Sequence[int],
+                             since: datetime) -> dict[int, int]:
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Presence.stranger_id, func.count()).where(
+            Presence.stranger_id.in_(ids), Presence.last_seen >= since)
+        .group_by(Presence.stranger_id)).all()
+    return {int(i): int(n) for i, n in rows}
 
 
 # --- attendance ---------------------------------------------------------------------

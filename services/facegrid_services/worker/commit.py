@@ -1,7 +1,10 @@
 """Carrying out a :class:`~.plan.BatchPlan`: one store transaction, then one Redis MULTI.
 
-:class:`Store` writes the accepted events (sightings insert-ignore by ``event_id``,
-attendance upsert, intruder alerts) in ONE transaction.  A transient database
+:class:`Store` writes the accepted events in ONE transaction: each event's
+presence (``(node, track)``) is locked and decided on the track's aggregate
+(:mod:`.presence`), sightings are inserted (insert-ignore by ``event_id``) pointing
+at their presence with the presence's decision, then attendance (upsert),
+repeat-stranger links and intruder alerts (distinct unknown presences).  A transient database
 failure is raised (the loop retries the whole batch; nothing is acknowledged).
 Any other failure is one entry's fault: the batch is split in halves until the
 entry the store refuses is alone, and only that one becomes a dead letter
@@ -19,6 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -31,8 +35,9 @@ from facegrid_services.attendance import Seen, plan_attendance
 from facegrid_services.notify import outbox as notify_outbox
 from facegrid_services.store import repo
 
+from . import presence
 from .checks import STORE_REJECTED
-from .gallery import THRESHOLD_GRID, threshold_counts
+from .gallery import THRESHOLD_GRID, Gallery, threshold_counts
 from .plan import Accepted, BatchPlan, DeadLetter
 
 log = logging.getLogger(__name__)
@@ -82,34 +87,43 @@ class StoreOutcome:
     rejected: list[DeadLetter] = field(default_factory=list)
 
 
-def _rows(accepted: list[Accepted], threshold: float, received: datetime) -> list[tuple]:
-    rows = []  # repo.SIGHTING_COLUMNS order
-    for a in accepted:
-        ev = a.event
-        p = ev.payload
-        rows.append((
-            p.event_id, a.sid, p.node_id, a.person_id, a.recognised, a.score, threshold,
-            p.model, p.lamport, ev.node_time, p.local_time, p.timezone, p.timezone_offset,
-            p.drift_offset_ms, ev.corrected_at, p.track_id, p.box, p.det_confidence,
-            (p.quality.brightness, p.quality.blur), received))
-    return rows
+def _track_of(p: wire.EventPayload) -> tuple[float | None, int | None]:
+    """(node aggregate weight, frames) of a v2 event; (None, None) for v1."""
+    if p.track is None:
+        return None, None
+    return p.track.weight, p.track.frames
+
+
+class PresenceRules(Protocol):
+    """What the store needs to decide presences (the :class:`~.consumer.Worker`)."""
+
+    unknown_min_frames: int
+    threshold: float
+
+    def threshold_for(self, node_id: str) -> float: ...
+
+    def rule_for(self, node_id: str) -> presence.PresenceRule: ...
 
 
 class Store:
     def __init__(self, engine: Engine, *, tz: ZoneInfo, cooldown: timedelta,
-                 intruder_count: int, intruder_window_s: float, notify: bool = True) -> None:
+                 intruder_count: int, intruder_window_s: float,
+                 presences: PresenceRules, notify: bool = True) -> None:
         self.engine = engine
+        self.presences = presences
+        #: Queue presence events for the notifier (notify/outbox.py) in this transaction.
+        self.notify = notify
         self.tz = tz
         self.cooldown = cooldown
         self.intruder_count = intruder_count
         self.intruder_window_s = intruder_window_s
-        self.notify = notify
 
     def commit(self, plan: BatchPlan, recent_alerts: list[datetime], *,
                split: bool = True) -> StoreOutcome:
         """Store the plan's accepted events.  ``split``: isolate any the store refuses
         (dead letters in ``rejected``); else a refusal is raised."""
         out = StoreOutcome()
+        self._gallery = plan.gallery if plan.gallery is not None else Gallery.empty(None)
         if plan.accepted:
             if split:
                 self._commit_split(plan.accepted, plan.threshold, recent_alerts, out)
@@ -140,38 +154,75 @@ class Store:
 
     def _commit(self, accepted: list[Accepted], threshold: float,
                 recent_alerts: list[datetime], out: StoreOutcome) -> None:
+        rules = self.presences
+        gallery = self._gallery
         received = datetime.now(UTC)
-        rows = _rows(accepted, threshold, received)
         seen: list[Seen] = []
-        unknowns: list[tuple[datetime, str]] = []
         new_alerts: list[datetime] = []
         alerts = 0
-        presences: list[dict] = []  # notification outbox rows, one per stored event
         with self.engine.begin() as conn:
+            # A redelivered event must not count twice in its presence.
+            known = repo.known_event_ids(conn, [a.event.payload.event_id for a in accepted])
+            fresh = [a for a in accepted if a.event.payload.event_id not in known]
+            first: dict[presence.Key, datetime] = {}
+            for a in fresh:
+                p = a.event.payload
+                key = (p.node_id, p.track_id)
+                first[key] = min(first.get(key, a.event.corrected_at), a.event.corrected_at)
+            tracked = repo.lock_presences(conn, first, model=gallery.model or "",
+                                          threshold=rules.threshold)
+            before = {k: (t.state.status, t.state.person_id) for k, t in tracked.items()}
+            outcomes, confirmed = presence.plan(
+                [presence.Seen((a.event.payload.node_id, a.event.payload.track_id),
+                               a.event.corrected_at, a.event.embedding,
+                               *_track_of(a.event.payload)) for a in fresh],
+                tracked, gallery.templates, gallery.person_ids, rules.rule_for,
+                min_frames=rules.unknown_min_frames, project=gallery.project)
+            rows = []  # repo.SIGHTING_COLUMNS order
+            decided: list[tuple[Accepted, presence.Outcome]] = []
+            for a, o in zip(fresh, outcomes, strict=True):
+                ev, p = a.event, a.event.payload
+                ok = o.status == presence.RECOGNISED
+                decided.append((a, o))
+                rows.append((
+                    p.event_id, a.sid, p.node_id, o.person_id if ok else None, ok, o.score,
+                    rules.threshold_for(p.node_id), p.model, p.lamport, ev.node_time,
+                    p.local_time, p.timezone, p.timezone_offset, p.drift_offset_ms,
+                    ev.corrected_at, p.track_id, p.box, p.det_confidence,
+                    (p.quality.brightness, p.quality.blur), received, o.presence_id))
             inserted = repo.insert_sightings(conn, rows)
-            for a in accepted:
+            repo.save_presences(conn, tracked, threshold_of=rules.threshold_for,
+                                confirmed_now={tracked[k].id: at for k, at in confirmed})
+            unknown = 0
+            for a, o in decided:
                 p = a.event.payload
                 if p.event_id not in inserted:
                     continue
-                if a.recognised:
-                    seen.append(Seen(a.person_id, a.attendance_at, p.lamport, p.node_id))
+                if o.status == presence.RECOGNISED:
+                    seen.append(Seen(o.person_id, a.attendance_at, p.lamport, p.node_id))
                 else:
-                    unknowns.append((a.event.corrected_at, p.node_id))
-                if self.notify:
-                    presences.append(notify_outbox.presence_row(
-                        event_id=p.event_id, node_id=p.node_id, track_id=p.track_id,
-                        person_id=a.person_id if a.recognised else None, score=a.score,
-                        at=a.event.corrected_at))
+                    unknown += 1
             repo.upsert_attendance(conn, plan_attendance(seen, self.tz, self.cooldown))
-            notify_outbox.presences_stored(conn, presences)
-            if unknowns:
-                new_alerts, alerts = repo.raise_intruder_alerts(
-                    conn, unknowns, count=self.intruder_count,
+            if self.notify:
+                notify_outbox.presences_stored(conn, _presence_events(
+                    decided, inserted, before, tracked, confirmed))
+            if confirmed and gallery.model is not None:
+                repo.link_strangers(
+                    conn, [(tracked[k].id, gallery.project(tracked[k].aggregate), at, k[0])
+                           for k, at in confirmed if tracked[k].aggregate is not None],
+                    model=gallery.model, threshold=rules.threshold)
+            if confirmed:
+                new_alerts, alerts = repo.raise_presence_alerts(
+                    conn, [(at, k[0]) for k, at in confirmed], count=self.intruder_count,
                     window_s=self.intruder_window_s, recent_alerts=recent_alerts)
-        # Only after the commit.
+        # Only after the commit: the events' results are their presence's decision.
+        for a, o in decided:
+            a.recognised = o.status == presence.RECOGNISED
+            a.person_id = o.person_id if a.recognised else None
+            a.score = o.score
         out.inserted |= inserted
         out.recognised += len(seen)
-        out.unknown += len(unknowns)
+        out.unknown += unknown
         out.alerts += alerts
         out.alert_ends.extend(new_alerts)
 
@@ -227,3 +278,31 @@ def acknowledge(client: redis.Redis, plan: BatchPlan, outcome: StoreOutcome, *,
         before, after = res[0], res[len(dead) + 1]
         ack.dead_letters_evicted = max(0, before + len(dead) - after)
     return ack
+
+
+def _presence_events(decided, inserted: set[str], before: dict, tracked: dict,
+                     confirmed) -> list[dict]:
+    """Outbox rows: a presence that became recognised (or changed person) in this batch,
+    and each presence that became a confirmed stranger — one event per presence."""
+    rows: list[dict] = []
+    announced: set = set()
+    for a, o in decided:
+        p = a.event.payload
+        key = (p.node_id, p.track_id)
+        if p.event_id not in inserted or key in announced or o.status != presence.RECOGNISED:
+            continue
+        if before.get(key) == (presence.RECOGNISED, o.person_id):
+            continue  # already announced by an earlier batch
+        state = tracked[key].state
+        if state.status != presence.RECOGNISED or state.person_id != o.person_id:
+            continue  # only the presence's decision at the end of the batch
+        announced.add(key)
+        rows.append(notify_outbox.presence_row(
+            presence_id=o.presence_id, node_id=p.node_id, track_id=p.track_id,
+            person_id=o.person_id, score=o.score, at=a.event.corrected_at))
+    for key, at in confirmed:
+        t = tracked[key]
+        rows.append(notify_outbox.presence_row(
+            presence_id=t.id, node_id=key[0], track_id=key[1], person_id=None,
+            score=t.state.best_score, at=at))
+    return rows

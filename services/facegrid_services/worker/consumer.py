@@ -30,6 +30,7 @@ Delivery guarantees
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
 import threading
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import redis
 from sqlalchemy import Engine, func, select
 
@@ -47,7 +49,8 @@ from facegrid.tokens import TokenVerifier
 from facegrid_services.store import db, repo
 from facegrid_services.store.models import Sighting
 
-from . import metrics
+from . import metrics, presence
+from .calibration import calibrate
 from .checks import EntryChecker
 from .commit import TRANSIENT, Store, StoreOutcome, acknowledge, dead_letter_fields
 from .duties import StreamDuties
@@ -97,8 +100,12 @@ class Worker:
             leeway=settings.token_leeway_s, is_revoked=self.revoked.__contains__,
             node_not_before=self.revoked.node_not_before)
         self.checker = EntryChecker(self.verifier, settings.model)
+        self.calibration = calibrate(np.zeros(0), 0, target_far=settings.target_far,
+                                     default=settings.default_threshold,
+                                     pinned=settings.threshold)
+        self._rules: dict[float, presence.PresenceRule] = {}
         self.planner = Planner(
-            self.checker, threshold=settings.threshold,
+            self.checker, threshold=self.calibration.threshold,
             clock_tolerance=timedelta(seconds=settings.clock_tolerance_s),
             max_event_age=timedelta(seconds=settings.max_event_age_s),
             max_deliveries=settings.max_deliveries, lamport_max_jump=settings.lamport_max_jump)
@@ -106,7 +113,7 @@ class Worker:
                            cooldown=timedelta(seconds=settings.cooldown_s),
                            intruder_count=settings.intruder_count,
                            intruder_window_s=settings.intruder_window_s,
-                           notify=settings.notify)
+                           presences=self, notify=settings.notify)
         self.duties = StreamDuties(self.redis)
         self.gallery = Gallery.empty(settings.model)
         self._gallery_loaded = False
@@ -127,7 +134,32 @@ class Worker:
         self.fleet_lamport: int | None = None
         #: time.monotonic() of the loop's last completed iteration (liveness).
         self.last_progress = time.monotonic()
-        metrics.THRESHOLD.set(settings.threshold)
+        metrics.THRESHOLD.set(self.calibration.threshold)
+
+    # --- presences (the Store asks; see worker/presence.py) -------------------------
+
+    @property
+    def unknown_min_frames(self) -> int:
+        return self.settings.unknown_min_frames
+
+    @property
+    def threshold(self) -> float:
+        """The worker's threshold in force (calibrated, default or pinned)."""
+        return self.calibration.threshold
+
+    def threshold_for(self, node_id: str) -> float:
+        """The threshold in force at one camera (its override, else the worker's)."""
+        return self.settings.camera_thresholds.get(node_id, self.calibration.threshold)
+
+    def rule_for(self, node_id: str) -> presence.PresenceRule:
+        t = self.threshold_for(node_id)
+        rule = self._rules.get(t)
+        if rule is None:
+            s = self.settings
+            rule = self._rules[t] = presence.PresenceRule(
+                t, lock_margin=s.lock_margin, lead_margin=s.lead_margin,
+                flip_margin=s.flip_margin, drop_margin=s.drop_margin)
+        return rule
 
     # --- start-up and background duties -----------------------------------------
 
@@ -176,8 +208,15 @@ class Worker:
         with self.sessions() as s:
             model = self._choose_model(repo.gallery_models(s))
             rows = repo.gallery_rows(s, model) if model is not None else []
-        full = Gallery.from_rows(model, rows)
-        suggested = full.suggest_threshold(self.settings.target_far)
+        st = self.settings
+        full = Gallery.from_rows(model, rows, centre_from=st.calibration_min_people)
+        cal = calibrate(full.impostor_scores(), full.people, target_far=st.target_far,
+                        default=st.default_threshold, min_people=st.calibration_min_people,
+                        pinned=st.threshold)
+        # The raw gallery quantile is still published as a suggestion when too few people
+        # stand behind it to apply it.
+        suggested = cal.estimate if cal.estimate is not None else full.suggest_threshold(
+            st.target_far)
         gallery = full.templates_only()
         if model != self.gallery.model or not self._gallery_loaded:
             if model is None:
@@ -191,15 +230,20 @@ class Worker:
         self.checker.model = model
         self._gallery_loaded = True
         self.suggested_threshold = suggested
+        self.calibration = cal
+        self.planner.threshold = cal.threshold
+        metrics.THRESHOLD.set(cal.threshold)
+        self.redis.set(keys.CALIBRATION, json.dumps(
+            {**cal.as_json(), "camera_thresholds": st.camera_thresholds}))
         metrics.GALLERY_EMBEDDINGS.set(gallery.size)
         metrics.GALLERY_PEOPLE.set(gallery.people)
         metrics.GALLERY_RELOADS.inc()
         if suggested is not None:
             metrics.THRESHOLD_SUGGESTED.set(suggested)
             self.redis.hset(keys.THRESHOLD_GRID, "suggested", f"{suggested:.4f}")
-        log.info("gallery %s: %d embeddings of %d people (templates); threshold %.3f "
-                 "(suggested %s)", gallery.model or "(any model)", gallery.size, gallery.people,
-                 self.settings.threshold, "n/a" if suggested is None else f"{suggested:.3f}")
+        log.info("gallery %s: %d embeddings of %d people (templates); threshold %.3f (%s: %s)",
+                 gallery.model or "(any model)", gallery.size, gallery.people, cal.threshold,
+                 cal.source, cal.note)
 
     def refresh_revocations(self) -> None:
         with self.sessions() as s:

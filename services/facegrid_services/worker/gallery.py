@@ -9,6 +9,15 @@ product over the P people (not over every enrolled photo), then one argmax per
 row: the best person, its cosine similarity as score, recognised when the score
 reaches the threshold.
 
+**Centring** (galleries of at least ``centre_from`` people, 10 by default): the
+mean of the gallery's enrolled embeddings is subtracted from every vector
+(enrolled and matched) before the cosine, and the result renormalised.  What
+all faces of this camera/crop/model have in common then no longer counts as
+similarity: on LFW (bench/accuracy.py) it moved correct-accept at the same
+stranger rate from 97.0 % to 98.9 % (lfw_dev) and from 89.5 % to 92.7 %
+(lfw_dev_large).  Below 10 people the mean would be one or two people's own
+face, so nothing is centred.  The mean comes from the enrolled photos alone.
+
 :meth:`Gallery.suggest_threshold` estimates, from the enrolled photos alone,
 the threshold that keeps the open-set false-accept rate at a target: each
 enrolled photo is scored against the templates of every *other* person, which
@@ -56,6 +65,9 @@ class Gallery:
     #: :meth:`impostor_scores`: :meth:`templates_only` drops them for the matching snapshot.
     matrix: np.ndarray = field(repr=False)  # (M, 512) float32
     columns: np.ndarray = field(repr=False)  # (M,) int64 index into templates
+    #: Subtracted from every vector before matching (zeros: not centred).
+    mean: np.ndarray = field(default_factory=lambda: np.zeros(wire.EMBEDDING_DIM, np.float32),
+                             repr=False)
 
     @classmethod
     def empty(cls, model: str | None) -> Gallery:
@@ -64,8 +76,11 @@ class Gallery:
         return cls(model, z, i, i, z, i)
 
     @classmethod
-    def from_rows(cls, model: str | None, rows) -> Gallery:
-        """Build from ``(person_id, vector_bytes)`` rows; unusable vectors are skipped."""
+    def from_rows(cls, model: str | None, rows, *, centre_from: int = 10) -> Gallery:
+        """Build from ``(person_id, vector_bytes)`` rows; unusable vectors are skipped.
+
+        ``centre_from``: centre on the gallery mean from this many people (0: never).
+        """
         rows = list(rows)
         good = [(pid, raw) for pid, raw in rows
                 if raw is not None and len(raw) == wire.EMBEDDING_BYTES]
@@ -84,6 +99,10 @@ class Gallery:
         if not good or matrix.shape[0] == 0:
             return cls.empty(model)
         person_ids, columns, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        mean = np.zeros(wire.EMBEDDING_DIM, np.float32)
+        if centre_from and person_ids.size >= centre_from:
+            mean = matrix.mean(axis=0).astype(np.float32)
+            matrix = _unit_rows(matrix - mean)
         order = np.argsort(columns, kind="stable")  # rows grouped by person, then summed
         starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
         sums = np.add.reduceat(matrix[order].astype(np.float64), starts, axis=0)
@@ -92,12 +111,23 @@ class Gallery:
         for p in np.flatnonzero(norms < 1e-6):
             sums[p] = matrix[np.flatnonzero(columns == p)[0]]
         return cls(model, _unit_rows(sums), person_ids.astype(np.int64),
-                   counts.astype(np.int64), matrix, columns.astype(np.int64))
+                   counts.astype(np.int64), matrix, columns.astype(np.int64), mean)
 
     def templates_only(self) -> Gallery:
         """The same gallery without the per-photo matrix (all that matching needs)."""
         return replace(self, matrix=np.zeros((0, wire.EMBEDDING_DIM), np.float32),
                        columns=np.zeros(0, np.int64))
+
+    @property
+    def centred(self) -> bool:
+        return bool(self.mean.any())
+
+    def project(self, embeddings: np.ndarray) -> np.ndarray:
+        """Vectors as the templates see them: centred on the gallery mean, unit rows."""
+        e = np.asarray(embeddings, np.float32)
+        if not self.centred:
+            return e
+        return _unit_rows(e.reshape(-1, wire.EMBEDDING_DIM) - self.mean).reshape(e.shape)
 
     @property
     def size(self) -> int:
@@ -114,7 +144,7 @@ class Gallery:
         if b == 0 or self.people == 0:
             return Matches(np.full(b, -1, np.int64), np.zeros(b, np.float32),
                            np.zeros(b, bool))
-        sims = embeddings.astype(np.float32, copy=False) @ self.templates.T  # (B, P)
+        sims = self.project(embeddings) @ self.templates.T  # (B, P)
         best = sims.argmax(axis=1)
         scores = sims[np.arange(b), best]
         return Matches(self.person_ids[best], scores, scores >= np.float32(threshold))

@@ -78,6 +78,8 @@ class BatchPlan:
     threshold: float = 0.0
     #: The highest Lamport value among the accepted events (None: none accepted).
     lamport_max: int | None = None
+    #: The gallery snapshot the batch was matched against (presences decide on it).
+    gallery: Gallery | None = None
 
 
 def stream_id_seconds(sid: str) -> float | None:
@@ -113,7 +115,8 @@ class Planner:
         """Plan one batch.  ``fleet_lamport``: the highest Lamport value the fleet has
         seen; an event more than ``lamport_max_jump`` above it is refused."""
         now = self._clock()
-        plan = BatchPlan(ack_ids=[e.sid for e in entries], threshold=self.threshold)
+        plan = BatchPlan(ack_ids=[e.sid for e in entries], threshold=self.threshold,
+                         gallery=gallery)
         ceiling = max(fleet_lamport, 0) + self.lamport_max_jump
         checked: list[tuple[Entry, wire.Event, float]] = []
         seen_ids: set[str] = set()

@@ -72,13 +72,34 @@ class WorkerSettings(BaseSettings):
     #: embeddings; an empty gallery accepts any model, every event unknown; a gallery of
     #: several models needs this setting).  Events of another model are dead-lettered.
     model: str | None = None
-    #: Cosine similarity to the person's template a match needs.  0.58: the median over 20
-    #: random halvings of LFW dev of the threshold that lets in 1% of the photos of the half
-    #: NOT enrolled (impostor scores only; the stranger set is not used); on LFW dev it gives
-    #: rank-1 99.8%, correct-accept 98.1%, 0/40 strangers.  See docs/worker.md "Accuracy".
-    threshold: float = Field(default=0.58, ge=-1.0, le=1.0)
-    #: Target open-set false-accept rate of the suggested threshold (gallery impostor scores).
+    #: Pins the cosine similarity a match needs (unset: calibrated from the gallery,
+    #: worker/calibration.py, and recalibrated whenever people are enrolled or erased).
+    threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
+    #: In force while the gallery is too small to calibrate, and the calibration's floor.
+    #: 0.58: the median over 20 random halvings of LFW dev of the threshold that lets in 1%
+    #: of the photos of the half NOT enrolled.  See docs/worker.md "Accuracy".
+    default_threshold: float = Field(default=0.58, ge=-1.0, le=1.0)
+    #: Target open-set false-accept rate of the calibrated threshold (gallery impostor scores).
     target_far: float = Field(default=0.01, gt=0, lt=1)
+    #: Fewer people than this: no calibration (the default threshold stays in force).
+    calibration_min_people: int = Field(default=10, ge=2)
+    #: Per-camera threshold overrides, JSON object ``{"node-id": 0.62, …}``.
+    camera_thresholds: dict[str, float] = Field(default_factory=dict)
+
+    #: Presences (worker/presence.py): a recognised presence locks when its aggregate score is
+    #: this far above the threshold ...
+    lock_margin: float = Field(default=0.05, ge=0, le=1)
+    #: ... and this far above the runner-up person.
+    lead_margin: float = Field(default=0.05, ge=0, le=1)
+    #: A locked presence flips to another person only if that one passes the threshold and
+    #: beats the locked person's score by this much.
+    flip_margin: float = Field(default=0.10, ge=0, le=1)
+    #: A locked presence becomes unknown only when its person's score falls this far below
+    #: the threshold.
+    drop_margin: float = Field(default=0.15, ge=0, le=1)
+    #: An unknown presence counts as a stranger (intruder alerts, linking) once this many
+    #: frames stand behind its aggregate.
+    unknown_min_frames: int = Field(default=2, ge=1)
 
     #: Sightings of one person closer than this merge into one visit.
     cooldown_s: float = Field(default=300.0, ge=0)
@@ -91,7 +112,7 @@ class WorkerSettings(BaseSettings):
     #: An event whose Lamport value is more than this above the fleet's maximum is
     #: refused (dead letter ``lamport_jump``): it would drag every node's clock along.
     lamport_max_jump: int = Field(default=10_000_000, ge=1)
-    #: Intruder alert: this many unknown sightings ...
+    #: Intruder alert: this many distinct unknown presences (people, not frames) ...
     intruder_count: int = Field(default=5, ge=1)
     #: ... within this many seconds, across all nodes.
     intruder_window_s: float = Field(default=60.0, gt=0)
@@ -106,6 +127,18 @@ class WorkerSettings(BaseSettings):
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown IANA time zone {v!r}") from None
+        return v
+
+    @field_validator("camera_thresholds")
+    @classmethod
+    def _camera_thresholds(cls, v: dict[str, float]) -> dict[str, float]:
+        import re
+
+        for node, t in v.items():
+            if not re.match(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$", node):
+                raise ValueError(f"{node!r} is not a node id")
+            if not -1.0 <= t <= 1.0:
+                raise ValueError(f"threshold {t} of {node} is outside [-1, 1]")
         return v
 
     @field_validator("model")

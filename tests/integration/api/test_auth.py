@@ -10,7 +10,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 SAMPLES = {"person_id": "1", "node_id": "cam-1", "entry_id": "1-0", "alert_id": "1",
            "embedding_id": "1", "token_id": "1", "subscription_id": "1", "delivery_id": "1",
-           "schedule_id": "1", "group_id": "1", "closure_id": "1", "day": "2026-03-02"}
+           "stranger_id": "1", "schedule_id": "1", "group_id": "1", "closure_id": "1",
+           "day": "2026-03-02"}
 
 
 def operations(api, scheme):

@@ -39,6 +39,10 @@ ROLE_TABLE: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/people/{person_id}/embeddings"): OPER,
     ("DELETE", "/api/v1/people/{person_id}/embeddings/{embedding_id}"): OPER,
     ("GET", "/api/v1/sightings"): VIEW,
+    ("GET", "/api/v1/presences"): VIEW,
+    ("GET", "/api/v1/strangers"): VIEW,
+    ("DELETE", "/api/v1/strangers/{stranger_id}"): ADMIN,
+    ("GET", "/api/v1/stats/calibration"): OPER,
     ("GET", "/api/v1/attendance"): VIEW,
     ("GET", "/api/v1/alerts"): VIEW,
     ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): OPER,
@@ -87,7 +91,8 @@ ROLE_TABLE: dict[tuple[str, str], str] = {
 SAMPLES = {"person_id": "999", "node_id": "cam-1", "entry_id": "1-0", "alert_id": "999",
            "embedding_id": "999", "token_id": "999", "subscription_id": "999",
            "delivery_id": "999", "schedule_id": "999", "group_id": "999",
-           "closure_id": "999", "day": "2026-03-02"}
+           "closure_id": "999", "day": "2026-03-02",
+           "stranger_id": "999"}
 
 
 def spec_operations(api) -> list[tuple[str, str, dict]]:

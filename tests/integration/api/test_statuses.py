@@ -167,3 +167,37 @@ def test_bad_input_is_refused_with_a_reason(api):
                         json={**base, "person_id": 99999, "kind": "set_check_in",
                               "at": at(MON, 8).isoformat()})
     assert r.status_code == 404
+
+
+def test_presences_are_the_stays(api):
+    """A classroom camera keeps a person in view: the presence is the stay, and a
+    presence that is unknown or someone else's does not count."""
+    from facegrid_services.store.models import Presence
+
+    _, _, person = setup_person(api)
+    with api.sessions() as s:
+        s.add_all([
+            Presence(node_id="room-1", track_id=1, status="recognised", person_id=person,
+                     first_seen=at(MON, 7, 58), last_seen=at(MON, 11, 30), frames=900,
+                     events=12, score=0.8, best_score=0.82),
+            Presence(node_id="room-1", track_id=2, status="recognised", person_id=person,
+                     first_seen=at(MON, 13, 0), last_seen=at(MON, 16, 4), frames=700,
+                     events=9, score=0.79, best_score=0.8),
+            Presence(node_id="room-1", track_id=3, status="unknown", person_id=None,
+                     first_seen=at(MON, 12, 0), last_seen=at(MON, 12, 30), frames=50,
+                     events=2, score=0.3, best_score=0.3),
+        ])
+        s.commit()
+    r = api.client.get("/api/v1/statuses", headers=api.admin, params={
+        "start": MON.isoformat(), "end": MON.isoformat(), "person_id": person,
+        "tz": "Europe/Berlin"})
+    day = r.json()["items"][0]["days"][0]
+    # The presences are 1.5 h apart, inside the default 9 h visit gap: one stay
+    # 07:58-16:04 (a site with room cameras may lower FACEGRID_ATTENDANCE_VISIT_GAP_S).
+    assert day["status"] == "present" and day["on_site_hours"] == pytest.approx(8.1)
+    assert day["first_in_local"] == "2026-03-23T07:58:00+01:00"
+    assert day["last_out_local"] == "2026-03-23T16:04:00+01:00"
+    ev = api.client.get(f"/api/v1/people/{person}/days/{MON.isoformat()}",
+                        headers=api.admin).json()
+    assert [p["node_id"] for p in ev["presences"]] == ["room-1", "room-1"]
+    assert ev["presences"][0]["frames"] == 900

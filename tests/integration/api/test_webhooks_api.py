@@ -34,7 +34,7 @@ def notifier_round(api, settings: NotifierSettings, rounds: int = 3) -> None:
 
 def queue_unknown(api, n: int) -> list[str]:
     with api.sessions() as s:
-        rows = [outbox.presence_row(event_id=f"ev-{i}", node_id="cam-1", track_id=i,
+        rows = [outbox.presence_row(presence_id=i + 1, node_id="cam-1", track_id=i,
                                     person_id=None, score=0.2, at=datetime.now(UTC))
                 for i in range(n)]
         outbox.presences_stored(s, rows)
@@ -132,7 +132,7 @@ def test_erasure_removes_queued_notifications_and_delivery_log(api, webhook_rece
         "include_names": True})
     with api.sessions() as s:
         outbox.presences_stored(s, [outbox.presence_row(
-            event_id=f"a{i}", node_id="cam-1", track_id=i, person_id=pid, score=0.9,
+            presence_id=i + 1, node_id="cam-1", track_id=i, person_id=pid, score=0.9,
             at=datetime.now(UTC)) for i in range(2)])
         s.commit()
     notifier = Notifier(NotifierSettings(database_url=api.settings.database_url),
@@ -140,7 +140,7 @@ def test_erasure_removes_queued_notifications_and_delivery_log(api, webhook_rece
     notifier.fan_out_once()  # one now in the delivery log
     with api.sessions() as s:
         outbox.presences_stored(s, [outbox.presence_row(
-            event_id="a9", node_id="cam-1", track_id=9, person_id=pid, score=0.9,
+            presence_id=9, node_id="cam-1", track_id=9, person_id=pid, score=0.9,
             at=datetime.now(UTC))])
         s.commit()
     assert api.client.delete(f"/api/v1/people/{pid}", headers=api.admin).status_code == 200

@@ -8,6 +8,7 @@ signature.  Camera states come from the nodes table the server writes.
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import statistics
 import time
@@ -98,9 +99,13 @@ def test_every_event_type_arrives_once_signed_private_by_webhook_and_mqtt(
     with nh.running(settings, sessions, with_mqtt=True):
         set_node(sessions, "cam-1", beat=now)                       # online + active
         nh.wait_for(lambda: len(webhook_receiver.messages("cams")) == 1, what="online")
-        entries = [cam.entry(near(ada_vec, rng), at=now)]           # presence.recognised
-        entries += [cam.entry(v, at=now + timedelta(seconds=i))     # 3 unknown: intruder
-                    for i, v in enumerate(unit_vectors(3, rng), 1)]
+        # one presence of Ada (two frames: one presence.recognised), three strangers (two
+        # frames each: confirmed, three presence.unknown, one intruder alert)
+        entries = [cam.entry(near(ada_vec, rng), at=now + timedelta(milliseconds=i),
+                             track_id=100) for i in range(2)]
+        for i, v in enumerate(unit_vectors(3, rng), 1):
+            entries += [cam.entry(near(v, rng, 0.01), at=now + timedelta(seconds=i, milliseconds=j),
+                                  track_id=200 + i) for j in range(2)]
         for e in entries:
             client.xadd(keys.EVENTS_STREAM, e)
         drain(worker, client)
@@ -193,9 +198,9 @@ def test_receiver_down_60s_gets_everything_after(store, nh, webhook_receiver):
 
     def produce(n: int, pause: float) -> None:
         for _ in range(n):
-            row = outbox.presence_row(event_id=str(len(sent)) + "-" + str(time.time_ns()),
-                                      node_id="cam-1", track_id=len(sent), person_id=None,
-                                      score=0.1, at=datetime.now(UTC))
+            row = outbox.presence_row(presence_id=len(sent) + 1, node_id="cam-1",
+                                      track_id=len(sent), person_id=None, score=0.1,
+                                      at=datetime.now(UTC))
             with sessions() as s:
                 outbox.presences_stored(s, [row])
                 s.commit()
@@ -242,13 +247,18 @@ def test_ingestion_unchanged_while_the_receiver_hangs(store, nh, redis_url, redi
     worker = Worker(worker_settings(tmp_path, redis_url, url, signing_key, intruder_count=5))
     worker.start()
     t0 = datetime.now(UTC) - timedelta(hours=1)
+    tracks = itertools.count(1)
 
     def run_batches(n_batches: int) -> tuple[float, float]:
         wall, cpu = [], []
         for _ in range(n_batches):
             pipe = client.pipeline(transaction=False)
-            for i, v in enumerate(unit_vectors(256, rng)):
-                pipe.xadd(keys.EVENTS_STREAM, cam.entry(v, at=t0 + timedelta(milliseconds=i)))
+            for i, v in enumerate(unit_vectors(128, rng)):  # 128 strangers, two frames each
+                track = next(tracks)
+                for j in range(2):
+                    pipe.xadd(keys.EVENTS_STREAM, cam.entry(
+                        near(v, rng, 0.01), at=t0 + timedelta(milliseconds=2 * i + j),
+                        track_id=track))
             pipe.execute()
             entries = worker.read()
             start, start_cpu = time.perf_counter(), time.thread_time()
@@ -267,7 +277,7 @@ def test_ingestion_unchanged_while_the_receiver_hangs(store, nh, redis_url, redi
             webhook_receiver.secrets["hang"] = sub.secret
         webhook_receiver.hang.set()
         hang_wall, hang_cpu = run_batches(8)
-        nh.wait_for(lambda: _pending(sessions) >= 8 * 256 - 8, what="fan-out")
+        nh.wait_for(lambda: _pending(sessions) >= 8 * 128 - 8, what="fan-out")
         held = len(webhook_receiver.received.get("hang", []))
         webhook_receiver.release.set()
         webhook_receiver.hang.clear()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from facegrid_services.store.models import Alert, Attendance, RevokedToken, Sighting
+from facegrid_services.store.models import Alert, Attendance, Presence, RevokedToken, Sighting
 from facegrid_services.worker.consumer import GalleryModelError, Worker
 from facegrid_services.worker.plan import Entry
 from facegrid_services.worker.synthetic import EventFactory, near, unit_vectors
@@ -67,7 +67,9 @@ def test_events_become_sightings_attendance_results(wh, settings, store, node, r
     assert a0.sightings == 2 and a0.check_in_node == "cam-1"
     assert att[ids["p1"]].sightings == 1 and ids["p2"] not in att
     s0 = next(r for r in rows.values() if r.corrected_utc == t0 + timedelta(seconds=60))
-    assert s0.person_id == ids["p0"] and s0.score > 0.5 and s0.threshold == settings.threshold
+    # 3 people: too few to calibrate, the default threshold is in force.
+    assert s0.person_id == ids["p0"] and s0.score > 0.5 \
+        and s0.threshold == settings.default_threshold
     assert s0.stream_id in sids and s0.timezone == "UTC" and s0.box == [10, 20, 110, 140]
 
     dead = client.xrange(keys.DEAD_LETTER_STREAM)
@@ -158,20 +160,27 @@ def test_intruder_alert_once_per_window(wh, settings, store, signing_key, redis_
     b = EventFactory("cam-b", tokens.issue_token(signing_key, "cam-b"))
     base = datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC)  # 30 s into a 60 s bucket
     # 4 strangers in 20 s (below 5), a gap, then 8 within 20 s on two nodes: one alert.
+    # Each stranger is one track sending 3 events (frames): people are counted, not frames.
     times = [0, 5, 10, 20, 200, 202, 204, 206, 208, 210, 212, 214]
-    entries = [(a if i % 2 else b).entry(v, at=base + timedelta(seconds=s))
-               for i, (s, v) in enumerate(zip(times, unit_vectors(len(times), rng),
-                                              strict=True))]
+    entries = []
+    for i, (s, v) in enumerate(zip(times, unit_vectors(len(times), rng), strict=True)):
+        f = a if i % 2 else b
+        entries += [f.entry(near(v, rng), at=base + timedelta(seconds=s + k * 0.3),
+                            track_id=1000 + i) for k in range(3)]
     settings.batch_size = 3  # alerts must also work across batches
     with wh.running(Worker(settings)):
         _xadd(client, entries)
         wh.wait_for(lambda: wh.group_pending(client) == 0)
     with engine.connect() as c:
         alerts = c.execute(select(Alert)).all()
+        presences = c.execute(select(Presence.__table__)).all()
+    assert len(presences) == 12 and {p.status for p in presences} == {"unknown"}
+    assert {p.events for p in presences} == {3}
     assert len(alerts) == 1
     al = alerts[0]
     assert al.kind == "intruder" and al.count == 5 and al.nodes == ["cam-a", "cam-b"]
-    assert al.window_end == base + timedelta(seconds=208)
+    # The 5th stranger is confirmed at its 2nd frame (unknown_min_frames).
+    assert al.window_end == base + timedelta(seconds=208.3)
 
 
 def _reloads() -> float:

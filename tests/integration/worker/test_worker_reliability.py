@@ -157,7 +157,7 @@ def _malformed(signing_key, n, rng: random.Random):
     """n bad entries, each with the reason the worker must give (None: any wire reason)."""
     good = tokens.issue_token(signing_key, "cam-1", jti="good")
     cases = {
-        "unknown_version": lambda f: f.update(v=b"2"),
+        "unknown_version": lambda f: f.update(v=b"3"),
         "missing_field": lambda f: f.pop("embedding"),
         "extra_field": lambda f: f.update(extra=b"x"),
         "embedding_not_finite": lambda f: f.update(

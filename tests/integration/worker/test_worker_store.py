@@ -22,7 +22,7 @@ def _row(event_id: str, at: datetime, person_id: int | None) -> tuple:
         "timezone_offset": "+02:00", "drift_offset_ms": -12.5,
         "corrected_utc": at - timedelta(milliseconds=12.5), "track_id": 9,
         "box": (1, 2, 300, 400), "det_confidence": 0.5, "quality": (120.25, 3e-7),
-        "received_at": at + timedelta(seconds=1),
+        "received_at": at + timedelta(seconds=1), "presence_id": None,
     }
     return tuple(values[c] for c in repo.SIGHTING_COLUMNS)
 

@@ -49,7 +49,7 @@ def test_defaults_render_every_component(render):
                        ("Service", "fg-facegrid-redis"), ("Service", "fg-facegrid-postgresql"),
                        ("CustomResourceDefinition", "cameranodes.facegrid.io"),
                        ("ServiceAccount", "fg-facegrid-operator"),
-                       ("ClusterRole", "facegrid-fg-facegrid-operator"),
+                       ("Role", "fg-facegrid-operator"),
                        ("Pod", "fg-facegrid-test-readyz"),
                        ("ConfigMap", "fg-facegrid-dashboard-camera-fleet"),
                        ("ConfigMap", "fg-facegrid-dashboard-pipeline")]:
@@ -201,6 +201,32 @@ def test_external_redis_and_database(render, helm):
     p = helm.template_text("--set", "redis.enabled=false", check=False)
     assert p.returncode != 0
     assert "set externalRedis.url or externalRedis.existingSecret" in p.stderr
+
+
+def test_operator_is_namespaced_unless_cluster_wide_is_asked_for(render):
+    docs = render()
+    # default: a Role in the release namespace only; the one cluster-wide grant reads Nodes
+    (role,) = [r for r in docs if r["kind"] == "Role" and r["metadata"]["name"] ==
+               "fg-facegrid-operator"]
+    assert role["metadata"]["namespace"] == "facegrid"
+    (cluster_role,) = by_kind(docs, "ClusterRole").values()
+    assert [r["resources"] for r in cluster_role["rules"]] == [["nodes"]]
+    assert set(cluster_role["rules"][0]["verbs"]) == {"get", "list", "watch"}
+    op = env_of(docs, "Deployment", "fg-facegrid-operator")
+    assert op["FACEGRID_WATCH_NAMESPACES"]["value"] == "facegrid"
+    # least-privilege defaults reach the operator
+    assert op["FACEGRID_FILE_SOURCE_PREFIX"]["value"] == "/var/lib/facegrid/media/"
+    assert op["FACEGRID_PRIVILEGED_DEVICES"]["value"] == "false"
+    assert op["FACEGRID_DEVICE_RESOURCE_PREFIX"]["value"] == "smarter-devices/"
+    assert "FACEGRID_ALLOWED_IMAGES" not in op
+    wide = render("--set", "operator.clusterWide=true", "--set",
+                  "operator.allowedNodeImages={mirror.lan/facegrid/node,lab.lan/}")
+    assert "facegrid-fg-facegrid-operator" in by_kind(wide, "ClusterRole")
+    assert not [r for r in wide if r["kind"] == "Role" and r["metadata"]["name"] ==
+                "fg-facegrid-operator"]
+    op = env_of(wide, "Deployment", "fg-facegrid-operator")
+    assert "FACEGRID_WATCH_NAMESPACES" not in op
+    assert op["FACEGRID_ALLOWED_IMAGES"]["value"] == "mirror.lan/facegrid/node,lab.lan/"
 
 
 def test_full_values_ingress_hpa_namespaced_operator(render):

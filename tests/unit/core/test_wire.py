@@ -1,4 +1,4 @@
-"""Wire format v1: round trip, and every malformed entry refused with its reason."""
+"""Wire format v1 and v2: round trip, and every malformed entry refused with its reason."""
 
 from __future__ import annotations
 
@@ -93,11 +93,60 @@ def test_bad_payload_fields(payload, unit_embedding, changes, reason):
     assert err.value.reason is reason
 
 
-def test_unknown_version(payload, unit_embedding):
-    e = entry(payload, unit_embedding) | {"v": b"2"}
+@pytest.mark.parametrize("v", [b"3", b"0", b"", b"1.0"])
+def test_unknown_version(payload, unit_embedding, v):
+    e = entry(payload, unit_embedding) | {"v": v}
     with pytest.raises(WireError) as err:
         wire.decode(e)
     assert err.value.reason is Reason.UNKNOWN_VERSION
+
+
+TRACK = wire.TrackSummary(frames=7, weight=5.25, face_quality=0.8)
+
+
+def test_v2_round_trip_carries_the_track(make_payload, unit_embedding):
+    p = make_payload(track=TRACK)
+    e = entry(p, unit_embedding)
+    assert e["v"] == b"2"
+    assert json.loads(e["payload"])["track"] == {"frames": 7, "weight": 5.25,
+                                                 "face_quality": 0.8}
+    ev = wire.decode(e)
+    assert ev.payload == p and ev.payload.track == TRACK and ev.payload.version == "2"
+
+
+def test_v1_still_decodes_without_a_track(payload, unit_embedding):
+    e = entry(payload, unit_embedding)
+    assert e["v"] == b"1"
+    ev = wire.decode(e)
+    assert ev.payload.track is None and ev.payload.version == "1"
+
+
+def test_version_and_track_must_agree(make_payload, payload, unit_embedding):
+    v2 = entry(make_payload(track=TRACK), unit_embedding)
+    with pytest.raises(WireError) as err:  # a v1 entry with a track field
+        wire.decode(v2 | {"v": b"1"})
+    assert err.value.reason is Reason.EXTRA_FIELD
+    with pytest.raises(WireError) as err:  # a v2 entry without one
+        wire.decode(entry(payload, unit_embedding) | {"v": b"2"})
+    assert err.value.reason is Reason.MISSING_FIELD
+
+
+@pytest.mark.parametrize(("track", "reason"), [
+    ([7, 1.0, 0.5], Reason.WRONG_TYPE),
+    ({"frames": 7, "weight": 1.0}, Reason.MISSING_FIELD),
+    ({"frames": 7, "weight": 1.0, "face_quality": 0.5, "x": 1}, Reason.EXTRA_FIELD),
+    ({"frames": 7.0, "weight": 1.0, "face_quality": 0.5}, Reason.WRONG_TYPE),
+    ({"frames": True, "weight": 1.0, "face_quality": 0.5}, Reason.WRONG_TYPE),
+    ({"frames": 0, "weight": 0.0, "face_quality": 0.5}, Reason.BAD_VALUE),
+    ({"frames": 2, "weight": 2.5, "face_quality": 0.5}, Reason.BAD_VALUE),
+    ({"frames": 2, "weight": -0.1, "face_quality": 0.5}, Reason.BAD_VALUE),
+    ({"frames": 2, "weight": 1.0, "face_quality": 1.5}, Reason.BAD_VALUE),
+    ({"frames": 2, "weight": 1.0, "face_quality": "high"}, Reason.WRONG_TYPE),
+])
+def test_bad_track(make_payload, unit_embedding, track, reason):
+    with pytest.raises(WireError) as err:
+        wire.decode(mutate(make_payload(track=TRACK), unit_embedding, track=track))
+    assert err.value.reason is reason
 
 
 @pytest.mark.parametrize(("field", "reason"), [("token", Reason.MISSING_FIELD),
@@ -192,9 +241,9 @@ def test_fuzz_random_entries_only_raise_wire_error(fields):
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
-@given(key=st.sampled_from(sorted(wire.PAYLOAD_FIELDS)), value=json_values)
-def test_fuzz_one_payload_field(payload, unit_embedding, key, value):
-    e = mutate(payload, unit_embedding, **{key: value})
+@given(key=st.sampled_from(sorted(wire.PAYLOAD_FIELDS_V2)), value=json_values)
+def test_fuzz_one_payload_field(make_payload, unit_embedding, key, value):
+    e = mutate(make_payload(track=TRACK), unit_embedding, **{key: value})
     try:
         ev = wire.decode(e)
     except WireError:

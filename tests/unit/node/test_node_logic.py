@@ -29,17 +29,20 @@ def test_iou():
     assert iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
 
 
-def test_tracker_keeps_a_face_and_embeds_only_every_k():
-    tr = IoUTracker(iou_threshold=0.3, max_age_s=1.0, reembed_every=3, reembed_iou=0.6)
-    embeds, ids = 0, set()
+@pytest.mark.parametrize(("warmup", "expected"), [(1, [0, 3, 6]), (3, [0, 1, 2, 5, 8])])
+def test_tracker_keeps_a_face_and_embeds_only_every_k(warmup, expected):
+    tr = IoUTracker(iou_threshold=0.3, max_age_s=1.0, reembed_every=3, reembed_iou=0.6,
+                    warmup=warmup)
+    embeds, ids = [], set()
     for i in range(9):
         (t,) = tr.update(np.array([[100 + i, 100, 200 + i, 220]]), np.array([0.99]), i * 0.1)
         ids.add(t.track_id)
         if tr.needs_embedding(t):
             tr.embedded(t)
-            embeds += 1
+            t.aggregate.add(_unit(np.ones(512)), 0.9)
+            embeds.append(i)
     assert len(ids) == 1
-    assert embeds == 3  # frames 0, 3, 6
+    assert embeds == expected  # the first `warmup` detections, then every k
 
 
 def test_tracker_reembeds_when_the_box_jumps_and_splits_far_faces():

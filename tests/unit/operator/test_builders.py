@@ -49,9 +49,15 @@ def test_device_camera_deployment():
     assert c["ports"] == [{"name": "metrics", "containerPort": 9100, "protocol": "TCP"}]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
-    assert c["securityContext"] == {"privileged": True}
+    # the one device comes from the device plugin: nothing privileged, no host mount
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                                    "capabilities": {"drop": ["ALL"]}}
+    assert pod["securityContext"]["supplementalGroups"] == [44]  # video
+    assert c["resources"]["limits"]["smarter-devices/video0"] == "1"
+    assert c["resources"]["requests"]["smarter-devices/video0"] == "1"
     vols = {v["name"]: v for v in pod["volumes"]}
-    assert vols["camera"]["hostPath"] == {"path": "/dev/video0", "type": "CharDevice"}
+    assert "camera" not in vols and not any("hostPath" in v for v in pod["volumes"])
     assert vols["token"]["secret"]["secretName"] == "lobby-token"
     mounts = {m["name"]: m for m in c["volumeMounts"]}
     assert mounts["token"] == {"name": "token", "mountPath": "/var/run/facegrid/token",
@@ -63,7 +69,19 @@ def test_device_camera_deployment():
     assert e["FACEGRID_CAMERA"] == "/dev/video0" and e["FACEGRID_TIMEZONE"] == "Europe/Paris"
     assert e["FACEGRID_SERVER_URL"] == "http://facegrid-server.facegrid:8000"
     assert e["FACEGRID_MAX_FPS"] == "15" and e["FACEGRID_RESEND_INTERVAL_S"] == "60"
-    assert c["resources"] == EXAMPLE["spec"]["resources"]
+    ex = EXAMPLE["spec"]["resources"]
+    assert c["resources"]["limits"] == {**ex["limits"], "smarter-devices/video0": "1"}
+    assert EXAMPLE["spec"]["resources"] == ex  # the spec itself is not changed
+
+
+def test_privileged_devices_only_when_asked_for():
+    s = SETTINGS.model_copy(update={"privileged_devices": True})
+    dep = builders.node_deployment(cam(), "facegrid", s)
+    c = container(dep)
+    assert c["securityContext"] == {"privileged": True}
+    vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert vols["camera"]["hostPath"] == {"path": "/dev/video0", "type": "CharDevice"}
+    assert "smarter-devices/video0" not in c["resources"].get("limits", {})
 
 
 def test_url_camera_is_unprivileged_and_has_no_host_mount():
@@ -76,10 +94,9 @@ def test_url_camera_is_unprivileged_and_has_no_host_mount():
     assert "camera" not in {v["name"] for v in dep["spec"]["template"]["spec"]["volumes"]}
 
 
-def test_index_camera_mounts_its_device_and_file_is_read_only():
+def test_index_camera_asks_for_its_device_and_file_is_read_only():
     dep = builders.node_deployment(cam(camera={"source": "1"}), "facegrid", SETTINGS)
-    vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
-    assert vols["camera"]["hostPath"]["path"] == "/dev/video1"
+    assert container(dep)["resources"]["limits"]["smarter-devices/video1"] == "1"
     dep = builders.node_deployment(cam(camera={"source": "/srv/door.mp4"}), "facegrid", SETTINGS)
     mounts = {m["name"]: m for m in container(dep)["volumeMounts"]}
     assert mounts["camera"] == {"name": "camera", "mountPath": "/srv/door.mp4", "readOnly": True}
@@ -125,13 +142,15 @@ def test_spec_hash_follows_the_pod_template():
     assert a["metadata"]["annotations"][h] != c["metadata"]["annotations"][h]
 
 
-def test_adopt_sets_the_owner_reference():
+def test_owned_by_sets_the_same_owner_reference_as_kopf_adopt():
     owner = {"apiVersion": "facegrid.io/v1alpha1", "kind": "CameraNode",
              "metadata": {"name": "lobby", "namespace": "facegrid", "uid": "u-1", "labels": {}}}
-    dep = builders.node_deployment(cam(), "facegrid", SETTINGS)
-    kopf.adopt(dep, owner=owner)
+    dep = builders.owned_by(builders.node_deployment(cam(), "facegrid", SETTINGS), owner)
     (ref,) = dep["metadata"]["ownerReferences"]
     assert ref["uid"] == "u-1" and ref["kind"] == "CameraNode" and ref["controller"] is True
+    adopted = builders.node_deployment(cam(), "facegrid", SETTINGS)
+    kopf.adopt(adopted, owner=owner)
+    assert adopted["metadata"]["ownerReferences"] == [ref]
 
 
 def test_token_secret_and_rotation_bookkeeping():

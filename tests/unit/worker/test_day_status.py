@@ -201,3 +201,13 @@ def test_bad_input_is_refused():
         Visit(datetime(2026, 3, 2, 8), datetime(2026, 3, 2, 9))
     with pytest.raises(ValueError, match="period"):
         period_statuses(MON, MON - timedelta(days=1), [], SCHED)
+
+
+def test_a_day_is_judged_only_as_far_as_it_has_happened():
+    # Before 08:05 nobody is absent yet; during the shift nobody has left early yet.
+    assert day_status(MON, [], SCHED, now=at(MON, 7, 0)).status is Status.UPCOMING
+    assert day_status(MON, [], SCHED, now=at(MON, 8, 6)).status is Status.ABSENT
+    morning = [visit(MON, (7, 58), (11, 0))]
+    assert day_status(MON, morning, SCHED, now=at(MON, 11, 0)).status is Status.PRESENT
+    assert day_status(MON, morning, SCHED, now=at(MON, 17, 0)).status is Status.LEFT_EARLY
+    assert day_status(MON, morning, SCHED).status is Status.LEFT_EARLY  # no now: all happened

@@ -58,7 +58,7 @@ def test_rejections_carry_reason(key, case, reason):
     elif case == "short":
         entry["embedding"] = entry["embedding"][:100]
     elif case == "version":
-        entry["v"] = b"2"
+        entry["v"] = b"3"
     with pytest.raises(Rejected) as e:
         _checker(key, revoked=frozenset({"j1"}) if case == "revoked" else frozenset()).check(
             entry)

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 
+from facegrid import keys
 from facegrid_services.store import queries
 from facegrid_services.store.models import Alert
 
 from .. import thresholds
 from ..deps import Ctx, CurrentPrincipal, DbSession, Operator, Viewer
-from ..schemas import AcknowledgeIn, AlertOut, Page, ThresholdPoint, ThresholdStats
+from ..schemas import (
+    AcknowledgeIn,
+    AlertOut,
+    CalibrationOut,
+    Page,
+    ThresholdPoint,
+    ThresholdStats,
+)
 from .common import Limit, Offset
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
@@ -62,3 +71,20 @@ def threshold_stats(ctx: Ctx) -> ThresholdStats:
     return ThresholdStats(grid=[ThresholdPoint(threshold=t, accepted=n) for t, n in grid],
                           events=grid[0][1] if grid else 0, suggested_threshold=suggestion,
                           reason=reason)
+
+
+@router.get("/stats/calibration", response_model=CalibrationOut, dependencies=[Operator],
+            summary="The threshold in force, how it was calibrated and how uncertain it is")
+def calibration(ctx: Ctx) -> CalibrationOut:
+    raw = ctx.redis.get(keys.CALIBRATION)
+    try:
+        data = json.loads(raw) if raw else None
+        return CalibrationOut(**data) if isinstance(data, dict) else _no_calibration()
+    except (ValueError, TypeError):
+        return _no_calibration()
+
+
+def _no_calibration() -> CalibrationOut:
+    return CalibrationOut(threshold=None, source="none", target_far=None, people=0, samples=0,
+                          estimate=None, low=None, high=None,
+                          note="no worker has loaded the gallery yet")

@@ -21,6 +21,7 @@ from ..attendance_schemas import (
     CorrectionOut,
     DayStatusOut,
     EvidenceOut,
+    EvidencePresence,
     EvidenceSighting,
     PersonStatusesOut,
     StatusReport,
@@ -202,9 +203,14 @@ def day_evidence(person_id: PersonId, day: Day, ctx: Ctx, session: DbSession,
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"person {person_id} does not exist")
     _period(day, day)
     viewer_tz = _zone(ctx, tz)
-    st, rows, fixes = rules.evidence(session, person_id, day, _zone(ctx, None), _gap(ctx))
+    st, seen, rows, fixes = rules.evidence(session, person_id, day, _zone(ctx, None), _gap(ctx))
     return EvidenceOut(
         person_id=person_id, status=day_out(st, viewer_tz),
+        presences=[EvidencePresence(
+            presence_id=p.id, node_id=p.node_id, first_seen=p.first_seen,
+            last_seen=p.last_seen, first_seen_local=_local(p.first_seen, viewer_tz),
+            last_seen_local=_local(p.last_seen, viewer_tz), frames=p.frames,
+            score=p.score) for p in seen],
         sightings=[EvidenceSighting(
             sighting_id=s.id, node_id=s.node_id, corrected_utc=s.corrected_utc,
             viewer_local=s.corrected_utc.astimezone(viewer_tz).isoformat(timespec="seconds"),

@@ -80,6 +80,49 @@ async function pollSightings() {
   $("sightings-empty").hidden = state.sightings.length > 0;
 }
 
+// --- presences: one row per person in view --------------------------------------------
+function who(p) {
+  if (p.status === "recognised") return td(p.person_name || `#${p.person_id}`);
+  if (p.status === "pending") return td("judging…", "muted");
+  return td(p.stranger_id ? `unknown #${p.stranger_id}` : "unknown", "unknown");
+}
+async function pollPresences() {
+  const page = await (await api("/api/v1/presences?limit=50")).json();
+  $("presences-body").replaceChildren(...page.items.map((p) => {
+    const tr = document.createElement("tr");
+    tr.dataset.id = p.id;
+    tr.dataset.status = p.status;
+    const span = td(`${fmt(p.first_seen, viewerTz)} – ${fmt(p.last_seen, viewerTz, false)}`);
+    span.dataset.utc = p.first_seen;
+    tr.append(who(p), td(p.node_id), span, td(p.score.toFixed(2)), td(String(p.frames)));
+    return tr;
+  }));
+  $("presences-empty").hidden = page.items.length > 0;
+}
+async function pollStrangers() {
+  const page = await (await api("/api/v1/strangers?limit=20")).json();
+  const repeat = page.items.filter((s) => s.presences > 1);
+  $("strangers-body").replaceChildren(...repeat.map((s) => {
+    const tr = document.createElement("tr");
+    tr.dataset.id = s.id;
+    const act = document.createElement("td");
+    if (can("erase_people")) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = "Erase";
+      b.addEventListener("click", async () => {
+        await api(`/api/v1/strangers/${s.id}`, { method: "DELETE" });
+        pollStrangers();
+      });
+      act.append(b);
+    }
+    tr.append(td(s.label, "unknown"), td(`${s.presences}×`), td(String(s.seen_today)),
+      td(s.nodes.join(", ")), td(fmt(s.last_seen, viewerTz)), act);
+    return tr;
+  }));
+  $("strangers-empty").hidden = repeat.length > 0;
+}
+
 // --- camera fleet -------------------------------------------------------------------
 async function pollFleet() {
   const nodes = await (await api("/api/v1/nodes")).json();
@@ -209,10 +252,13 @@ async function start() {
   $("sightings-note").textContent = `(${viewerTz})`;
   fillZones();
   $("report-day").value = todayIn(viewerTz);
+  every(2000, pollPresences);
   every(2000, pollSightings);
+  every(10000, pollStrangers);
   every(5000, pollFleet);
   every(10000, pollAlerts);
   loadReport().catch(() => {});
+  document.dispatchEvent(new Event("facegrid:signed-in"));  // pages.js
 }
 function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
@@ -226,6 +272,7 @@ function signOut(message) {
   $("logout").hidden = true;
   $("login").hidden = false;
   $("login-error").textContent = message || "";
+  document.dispatchEvent(new Event("facegrid:signed-out"));
 }
 
 $("login-form").addEventListener("submit", async (ev) => {
