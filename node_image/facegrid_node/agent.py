@@ -54,7 +54,7 @@ class NodeAgent:
                                      backend=settings.backend, onnx_dir=settings.onnx_dir,
                                      int8=settings.int8, max_batch=settings.embed_batch,
                                      min_face_size=settings.min_face_size,
-                                     margin=settings.margin,
+                                     margin=settings.margin, flip=settings.flip,
                                      detect_max_side=settings.detect_max_side,
                                      det_threshold=settings.det_threshold,
                                      threads=settings.threads)

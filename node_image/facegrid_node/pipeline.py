@@ -101,11 +101,15 @@ class FramePipeline:
         # frame, so a face entering the view is found at once (latency).
         if self._since_detect >= self.detect_every or not self.tracker.tracks:
             self._since_detect = 0
-            boxes, probs = self.detector.detect(rgb)
+            landmarks = None
+            if hasattr(self.detector, "detect_landmarks"):  # five points: pose for quality
+                boxes, probs, landmarks = self.detector.detect_landmarks(rgb)
+            else:
+                boxes, probs = self.detector.detect(rgb)
             t3 = time.perf_counter()
             self._observe("detect", t3 - t2)
             res.detected = True
-            res.tracks = self.tracker.update(boxes, probs, now)
+            res.tracks = self.tracker.update(boxes, probs, now, landmarks)
             t4 = time.perf_counter()
             self._observe("track", t4 - t3)
             todo = [tr for tr in res.tracks if self.tracker.needs_embedding(tr)]

@@ -60,7 +60,10 @@ class NodeSettings(BaseSettings):
     model_id: str | None = Field(None, description="Model id for a --weights file "
                                  "(default: the file name without suffix).")
     min_face_size: int = Field(40, ge=12, le=1000, description="MTCNN minimum face, pixels.")
-    margin: int = Field(20, ge=0, le=100, description="Crop margin in 160×160 pixels.")
+    margin: int = Field(44, ge=0, le=100, description="Crop margin in 160×160 pixels (enroll "
+                        "with the same).")
+    flip: bool = Field(True, description="Average each face's embedding with its mirror "
+                       "image's (enroll with the same).")
     detect_max_side: int = Field(640, ge=0, description="Downscale frames so their longer "
                                  "side is at most this before MTCNN (0: never); smaller is "
                                  "faster but misses small faces (raise min_face_size with it "

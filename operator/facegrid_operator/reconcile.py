@@ -341,10 +341,15 @@ def tokens_to_revoke(secret: dict | None,
     return out
 
 
-def revoke_node_tokens(ctx: OperatorContext, ns: str, name: str) -> int:
-    """Revoke every still-valid token of the camera at the server; return how many.
-
-    Raises ServerUnavailable (retry) or ServerRefused (give up)."""
+def revoke_node_tokens(ctx: OperatorContext, ns: str, name: str,
+                       now: float | None = None) -> int:
+    """Revoke the camera at the server: every token of the node issued until now (by
+    node, whatever its jti), then its current and previous token by jti; return how
+    many jtis.  Raises ServerUnavailable or ServerRefused (the caller retries)."""
+    assert ctx.kube is not None and ctx.server is not None
+    # +1 s: a token issued in this very second (iat has whole seconds) is revoked too.
+    not_before = (time.time() if now is None else now) + 1.0
+    ctx.server.revoke_node(name, not_before, reason=f"CameraNode {ns}/{name} deleted")
     secret = ctx.kube.get_or_none(secrets_path(ns, builders.token_secret_name(name)))
     todo = tokens_to_revoke(secret)
     for jti, exp in todo:

@@ -69,6 +69,19 @@ class ServerClient:
             metrics.SERVER_ERRORS.labels(reason="bad_reply").inc()
             raise ServerUnavailable(f"GET node {node_id}: unreadable reply: {e}") from e
 
+    def revoke_node(self, node_id: str, not_before: float, reason: str) -> None:
+        """Revoke every token of ``node_id`` issued before ``not_before`` (epoch s)."""
+        body = contract.NodeRevokeRequest(
+            node_id=node_id, reason=reason[:200],
+            not_before=datetime.fromtimestamp(not_before, UTC))
+        resp = self._call("POST", contract.REVOKE_NODE_PATH,
+                          content=body.model_dump_json().encode(),
+                          extra_headers={"Content-Type": "application/json"})
+        if resp.status_code >= 400:
+            metrics.SERVER_ERRORS.labels(reason="refused").inc()
+            raise ServerRefused(f"revoke node {node_id}: HTTP {resp.status_code} "
+                                f"{resp.text[:200]}")
+
     def revoke(self, jti: str, node_id: str, expires_at: float | None, reason: str) -> None:
         body = contract.RevokeRequest(
             jti=jti, node_id=node_id, reason=reason[:200],

@@ -71,7 +71,8 @@ class OperatorSettings(BaseSettings):
     invalid_recheck_s: float = Field(300.0, gt=0)
     #: Timeout of each call to the API server.
     http_timeout_s: float = Field(3.0, gt=0, le=60)
-    #: Delete keeps retrying the revocation this many times before letting the object go.
+    #: Delete retries the revocation until the server confirms (the CameraNode stays);
+    #: after this many tries each further failure is logged as an error.
     revoke_retries: int = Field(20, ge=0)
     #: Seconds between revocation retries on delete.
     revoke_backoff_s: float = Field(3.0, gt=0)

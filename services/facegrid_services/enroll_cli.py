@@ -36,7 +36,9 @@ def enroll(
         "--int8/--no-int8", envvar="FACEGRID_INT8",
         help="int8 embedder, for nodes that run --int8 (model id '<id>.int8').")] = False,
     min_face_size: Annotated[int, typer.Option(help="Smallest face in pixels.")] = 20,
-    margin: Annotated[int, typer.Option(help="Crop margin in pixels (as the nodes).")] = 20,
+    margin: Annotated[int, typer.Option(help="Crop margin in pixels (as the nodes).")] = 44,
+    flip: Annotated[bool, typer.Option(
+        "--flip/--no-flip", help="Mirror-image averaging (as the nodes).")] = True,
     threads: Annotated[int, typer.Option(
         help="Inference threads (0: one per core but one). 1 is the default: on a busy "
              "machine more threads than free cores made embedding 20x slower here.")] = 1,
@@ -78,7 +80,7 @@ def enroll(
             people, client,
             lambda: load_analyzer(weights, backend=backend, onnx_dir=onnx_dir, int8=int8,
                                   min_face_size=min_face_size, margin=margin,
-                                  threads=threads),
+                                  threads=threads, flip=flip),
             model,
             progress=lambda it: tqdm(list(it), desc="embedding", unit="photo", file=sys.stderr))
     except logic.EnrollError as e:

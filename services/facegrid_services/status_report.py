@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from xml.sax.saxutils import escape as xml_escape
 from zoneinfo import ZoneInfo
 
 from .day_status import DayStatus, Status
@@ -114,26 +117,88 @@ def to_csv(people: Sequence[PersonPeriod], tz: ZoneInfo) -> str:
     return buf.getvalue()
 
 
-def to_xlsx(people: Sequence[PersonPeriod], tz: ZoneInfo, first: date, last: date) -> bytes:
-    """A workbook with a Totals sheet and a Days sheet; every text cell is text."""
-    from openpyxl import Workbook  # server extra; imported where it is used
-    from openpyxl.cell import WriteOnlyCell
+_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_CT = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+       '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+       '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
+       'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>'
+       '<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-'
+       'officedocument.spreadsheetml.sheet.main+xml"/>{sheets}'
+       '<Override PartName="/docProps/core.xml" ContentType="application/vnd.openxmlformats-'
+       'package.core-properties+xml"/></Types>')
+_CT_SHEET = ('<Override PartName="/xl/worksheets/sheet{n}.xml" ContentType="application/'
+             'vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>')
+_RELS = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+         '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+         '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
+         'relationships/officeDocument" Target="xl/workbook.xml"/>'
+         '<Relationship Id="rId2" Type="http://schemas.openxmlformats.org/package/2006/'
+         'relationships/metadata/core-properties" Target="docProps/core.xml"/></Relationships>')
+_CORE = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+         '<cp:coreProperties xmlns:cp="http://schemas.openxmlformats.org/package/2006/metadata/'
+         'core-properties" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title>{title}'
+         '</dc:title><dc:creator>facegrid</dc:creator></cp:coreProperties>')
 
-    wb = Workbook(write_only=True)  # streams rows: linear in the report's size
-    for title, columns, rows in (("Totals", TOTAL_COLUMNS, total_rows(people)),
-                                 ("Days", DAY_COLUMNS, day_rows(people, tz))):
-        ws = wb.create_sheet(title)
-        ws.freeze_panes = "A2"
-        ws.append(list(columns))
-        for row in rows:
-            cells = []
-            for value in row:
-                cell = WriteOnlyCell(ws, value=value)
-                if isinstance(value, str):
-                    cell.data_type = "s"  # never a formula, whatever it starts with
-                cells.append(cell)
-            ws.append(cells)
-    wb.properties.title = f"facegrid attendance {first.isoformat()} to {last.isoformat()}"
+
+def _esc(text: str) -> str:
+    return _XML_BAD.sub("", xml_escape(text))
+
+
+def _col(i: int) -> str:
+    name = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        name = chr(65 + r) + name
+    return name
+
+
+def _sheet_xml(columns: Sequence[str], rows: Iterable[Sequence]) -> str:
+    letters = [_col(i) for i in range(len(columns))]
+    out = ['<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<worksheet xmlns='
+           '"http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetViews>'
+           '<sheetView workbookViewId="0"><pane ySplit="1" topLeftCell="A2" activePane='
+           '"bottomLeft" state="frozen"/></sheetView></sheetViews><sheetData>']
+    for n, row in enumerate([list(columns), *rows], start=1):
+        out.append(f'<row r="{n}">')
+        for letter, value in zip(letters, row, strict=True):
+            ref = f"{letter}{n}"
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                # Inline strings: a cell is text whatever it starts with, never a formula.
+                out.append(f'<c r="{ref}" t="inlineStr"><is><t xml:space="preserve">'
+                           f'{_esc(str(value))}</t></is></c>')
+            else:
+                out.append(f'<c r="{ref}"><v>{value!r}</v></c>')
+        out.append("</row>")
+    out.append("</sheetData></worksheet>")
+    return "".join(out)
+
+
+def to_xlsx(people: Sequence[PersonPeriod], tz: ZoneInfo, first: date, last: date) -> bytes:
+    """A workbook with a Totals sheet and a Days sheet (Office Open XML, written
+    directly: linear, no spreadsheet library at run time); every text cell is text."""
+    sheets = [("Totals", _sheet_xml(TOTAL_COLUMNS, total_rows(people))),
+              ("Days", _sheet_xml(DAY_COLUMNS, day_rows(people, tz)))]
+    workbook = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<workbook xmlns='
+                '"http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r='
+                '"http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
+                '<sheets>' + "".join(
+                    f'<sheet name="{name}" sheetId="{i}" r:id="rId{i}"/>'
+                    for i, (name, _) in enumerate(sheets, start=1)) + "</sheets></workbook>")
+    wb_rels = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<Relationships '
+               'xmlns="http://schemas.openxmlformats.org/package/2006/relationships">' + "".join(
+                   f'<Relationship Id="rId{i}" Type="http://schemas.openxmlformats.org/'
+                   f'officeDocument/2006/relationships/worksheet" Target="worksheets/'
+                   f'sheet{i}.xml"/>' for i in range(1, len(sheets) + 1)) + "</Relationships>")
+    title = f"facegrid attendance {first.isoformat()} to {last.isoformat()}"
     out = io.BytesIO()
-    wb.save(out)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", _CT.format(sheets="".join(
+            _CT_SHEET.format(n=i) for i in range(1, len(sheets) + 1))))
+        z.writestr("_rels/.rels", _RELS)
+        z.writestr("docProps/core.xml", _CORE.format(title=_esc(title)))
+        z.writestr("xl/workbook.xml", workbook)
+        z.writestr("xl/_rels/workbook.xml.rels", wb_rels)
+        for i, (_, xml) in enumerate(sheets, start=1):
+            z.writestr(f"xl/worksheets/sheet{i}.xml", xml)
     return out.getvalue()

@@ -72,6 +72,15 @@ class RevokeRequest(BaseModel):
     reason: str = Field(default="", max_length=200)
 
 
+class NodeRevokeRequest(BaseModel):
+    """Revoke every token of a node issued before ``not_before`` (whatever its jti)."""
+
+    model_config = ConfigDict(extra="forbid")
+    node_id: str = Field(min_length=1, max_length=63)
+    not_before: datetime = Field(description="Tokens issued (iat) before this are refused")
+    reason: str = Field(default="", max_length=200)
+
+
 class NodeStatus(BaseModel):
     """What the server knows of a node; the operator copies it into CameraNode status."""
 
@@ -91,6 +100,7 @@ class NodeStatus(BaseModel):
 
 
 REVOKE_PATH = f"{API_PREFIX}/tokens/revoke"
+REVOKE_NODE_PATH = f"{API_PREFIX}/tokens/revoke-node"
 
 
 def node_path(node_id: str) -> str:

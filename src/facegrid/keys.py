@@ -12,8 +12,24 @@ DEAD_LETTER_STREAM = "facegrid:events:dead"
 GALLERY_CHANNEL = "facegrid:gallery:changed"
 #: Set of revoked token ids (jti); the database is the source of truth.
 REVOKED_SET = "facegrid:revoked"
-#: Pub/sub channel announcing a revocation (payload: the jti).
+#: Pub/sub channel announcing a revocation (payload: the jti, or
+#: ``node:<node_id>:<not_before epoch s>`` for a whole node, see REVOKED_NODES).
 REVOKED_CHANNEL = "facegrid:revoked:changed"
+#: Hash node_id -> epoch seconds: every token of that node issued before is revoked.
+REVOKED_NODES = "facegrid:revoked:nodes"
+#: Prefix of a node revocation announced on REVOKED_CHANNEL.
+REVOKED_NODE_PREFIX = "node:"
+
+
+def parse_node_revocation(message: str) -> tuple[str, float] | None:
+    """``node:<id>:<epoch>`` -> (id, epoch); None for a plain jti or anything malformed."""
+    if not message.startswith(REVOKED_NODE_PREFIX):
+        return None
+    node_id, _, epoch = message[len(REVOKED_NODE_PREFIX):].rpartition(":")
+    try:
+        return (node_id, float(epoch)) if node_id else None
+    except ValueError:
+        return None
 #: Highest Lamport value seen by any worker (integer string).
 LAMPORT_MAX = "facegrid:lamport:max"
 #: Hash of threshold -> count of events each candidate threshold would accept.

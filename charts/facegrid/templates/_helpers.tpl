@@ -110,6 +110,48 @@ imagePullSecrets:
 {{- end -}}
 {{- end }}
 
+{{/* Redis ACL users per role (server, worker, node: the rules of src/facegrid/acl.py, a
+test keeps them equal), each with its own password Secret: only for the bundled Redis
+with generated credentials; with redis.auth.existingSecret or an external Redis every
+component uses that one URL. */}}
+{{- define "facegrid.redis.aclUsers" -}}
+{{- if and .Values.redis.enabled (not .Values.redis.auth.existingSecret) -}}true{{- end -}}
+{{- end }}
+
+{{- define "facegrid.redis.aclRules" -}}
+{{- if eq .role "node" -}}
+~facegrid:events &facegrid:results:* +xadd +subscribe +unsubscribe +ping
+{{- else -}}
+~facegrid:* &facegrid:* +@all -@dangerous +info
+{{- end -}}
+{{- end }}
+
+{{/* The Secret holding a role's Redis URL (key: facegrid.redis.roleUrlKey). */}}
+{{- define "facegrid.redis.roleSecretName" -}}
+{{- if include "facegrid.redis.aclUsers" .root -}}
+{{- printf "%s-%s" (include "facegrid.componentName" (dict "root" .root "component" "redis")) .role -}}
+{{- else -}}
+{{- include "facegrid.redis.secretName" .root -}}
+{{- end -}}
+{{- end }}
+
+{{- define "facegrid.redis.roleUrlKey" -}}
+{{- if include "facegrid.redis.aclUsers" .root -}}
+redis-url
+{{- else -}}
+{{- include "facegrid.redis.urlKey" .root -}}
+{{- end -}}
+{{- end }}
+
+{{/* FACEGRID_REDIS_URL of a role. */}}
+{{- define "facegrid.redis.roleUrlEnv" -}}
+- name: FACEGRID_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "facegrid.redis.roleSecretName" . }}
+      key: {{ include "facegrid.redis.roleUrlKey" . }}
+{{- end }}
+
 {{- define "facegrid.redis.urlKey" -}}
 {{- if and (not .Values.redis.enabled) .Values.externalRedis.existingSecret -}}
 {{- .Values.externalRedis.existingSecretUrlKey -}}
@@ -194,13 +236,8 @@ seccompProfile:
   type: RuntimeDefault
 {{- end }}
 
-{{/* Env shared by the server and the worker. */}}
+{{/* Env shared by the server and the worker (each adds its own Redis user's URL). */}}
 {{- define "facegrid.commonEnv" -}}
-- name: FACEGRID_REDIS_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "facegrid.redis.secretName" . }}
-      key: {{ include "facegrid.redis.urlKey" . }}
 - name: FACEGRID_DATABASE_URL
   valueFrom:
     secretKeyRef:
@@ -220,6 +257,7 @@ seccompProfile:
 
 {{/* Server-only env (ServerSettings). */}}
 {{- define "facegrid.server.env" -}}
+{{ include "facegrid.redis.roleUrlEnv" (dict "root" . "role" "server") }}
 - name: FACEGRID_PORT
   value: "8000"
 - name: FACEGRID_ADMIN_TOKEN_FILE
@@ -228,6 +266,7 @@ seccompProfile:
 
 {{/* Worker-only env (WorkerSettings). */}}
 {{- define "facegrid.worker.env" -}}
+{{ include "facegrid.redis.roleUrlEnv" (dict "root" . "role" "worker") }}
 - name: FACEGRID_METRICS_PORT
   value: {{ .Values.worker.metrics.port | quote }}
 - name: FACEGRID_MODEL
@@ -249,7 +288,7 @@ seccompProfile:
   value: {{ . | quote }}
 {{- end }}
 - name: FACEGRID_NODE_REDIS_URL_SECRET
-  value: {{ printf "%s:%s" (include "facegrid.redis.secretName" .) (include "facegrid.redis.urlKey" .) | quote }}
+  value: {{ printf "%s:%s" (include "facegrid.redis.roleSecretName" (dict "root" . "role" "node")) (include "facegrid.redis.roleUrlKey" (dict "root" . "role" "node")) | quote }}
 - name: FACEGRID_ADMIN_TOKEN_FILE
   value: /etc/facegrid/admin/token
 - name: FACEGRID_SIGNING_KEY_SECRET

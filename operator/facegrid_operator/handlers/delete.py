@@ -19,20 +19,18 @@ log = logging.getLogger(__name__)
 def revoke(namespace, name, retry, memo: OperatorContext, **_) -> None:
     ctx = memo
     ctx.deleting.add((namespace, name))
+    # Fail closed: the finalizer stays until the server confirmed the revocation;
+    # after revoke_retries tries every further try is logged as an error.
     try:
         n = reconcile.revoke_node_tokens(ctx, namespace, name)
-    except ServerUnavailable as e:
-        if retry < ctx.settings.revoke_retries:
-            raise kopf.TemporaryError(f"cannot revoke yet: {e}",
-                                      delay=ctx.settings.revoke_backoff_s) from e
+    except (ServerUnavailable, ServerRefused) as e:
         metrics.REVOCATIONS.labels(state="failed").inc()
-        log.error("gave up revoking the tokens of %s/%s after %d tries (%s); they stay "
-                  "valid until they expire", namespace, name, retry + 1, e)
-        return
-    except ServerRefused as e:
-        metrics.REVOCATIONS.labels(state="failed").inc()
-        log.error("the server refused to revoke the tokens of %s/%s: %s", namespace, name, e)
-        return
+        if retry >= ctx.settings.revoke_retries:
+            log.error("still cannot revoke the tokens of %s/%s after %d tries (%s); the "
+                      "CameraNode stays until the server confirms", namespace, name,
+                      retry + 1, e)
+        raise kopf.TemporaryError(f"cannot revoke yet: {e}",
+                                  delay=ctx.settings.revoke_backoff_s) from e
     except KubeError as e:
         raise kopf_error(e, "token Secret") from e
     ctx.forget(namespace, name)

@@ -27,6 +27,7 @@ from facegrid_services.retention import retention_loop
 from . import metrics
 from .audit import AuditMiddleware
 from .deps import ServerContext
+from .guard import RequestGuard
 from .heartbeats import HeartbeatBuffer
 from .revocation import RevocationList
 from .routers import (
@@ -150,6 +151,8 @@ def create_app(
         await asyncio.to_thread(heartbeats.tick)
         revocations.start_listener()
         flusher = asyncio.create_task(heartbeats.run(), name="heartbeat-flush")
+        reloader = asyncio.create_task(revocations.reload_loop(settings.revocation_reload_s),
+                                       name="revocation-reload")
         task = None
         if run_retention and settings.retention_days > 0:
             def _count(n: int | None) -> None:
@@ -163,7 +166,7 @@ def create_app(
         try:
             yield
         finally:
-            for t in (task, flusher):
+            for t in (task, flusher, reloader):
                 if t is not None:
                     t.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -174,6 +177,10 @@ def create_app(
                   lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.ctx = ctx
     app.add_middleware(AuditMiddleware, sessions=sessions)
+    # Outermost after metrics: nothing reads a body before the guard let it through.
+    app.add_middleware(RequestGuard, ctx=ctx, max_body_bytes=settings.max_body_bytes,
+                       auth_failures_max=settings.auth_failures_max,
+                       auth_failure_window_s=settings.auth_failure_window_s)
     app.add_middleware(MetricsMiddleware)
     _install_error_handlers(app)
     for module in (health, nodes, people, sightings, presences, attendance, alerts, stream,

@@ -125,7 +125,7 @@ def verify_node_token(ctx: ServerContext, credentials: HTTPAuthorizationCredenti
                             headers=_UNAUTHORIZED)
     try:
         claims = ctx.verifier.verify(credentials.credentials, node_id=node_id)
-        if claims.jti in ctx.revocations:
+        if ctx.revocations.is_claims_revoked(claims):
             raise TokenError(TokenReason.REVOKED, f"token {claims.jti} was revoked")
     except TokenError as e:
         metrics.TOKENS_REFUSED.labels(e.reason.value).inc()

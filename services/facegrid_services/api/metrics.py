@@ -55,3 +55,8 @@ ROLE_FORBIDDEN = Counter(
 AUDIT_FAILURES = Counter(
     "facegrid_server_audit_failures_total",
     "Management writes whose audit entry could not be written.")
+AUTH_THROTTLED = Counter(
+    "facegrid_server_auth_throttled_total",
+    "Requests refused with 429: their client failed authentication too often.")
+BODY_TOO_LARGE = Counter("facegrid_server_body_too_large_total",
+                         "Requests refused with 413: body over max_body_bytes.")

@@ -271,6 +271,14 @@ class RevokeOut(BaseModel):
     created: bool
 
 
+class NodeRevokeOut(BaseModel):
+    node_id: str
+    not_before: datetime
+    revoked_at: datetime
+    reason: str
+    created: bool
+
+
 class ApiTokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Annotated[str, Field(min_length=1, max_length=100,

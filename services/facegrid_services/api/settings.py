@@ -41,6 +41,14 @@ class ServerSettings(BaseSettings):
     heartbeat_interval: float = Field(default=5.0, gt=0, le=3600)
     #: A node with no heartbeat for this long is listed as offline.
     offline_after_s: float = Field(default=30.0, gt=0)
+    #: Largest request body accepted (413 beyond); read only after authentication.
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    #: Failed authentications one client may make per window before getting 429.
+    auth_failures_max: int = Field(default=30, ge=1)
+    #: The window of auth_failures_max, in seconds.
+    auth_failure_window_s: float = Field(default=60.0, gt=0)
+    #: Revocations are reloaded from the database this often (pub/sub can miss some).
+    revocation_reload_s: float = Field(default=30.0, gt=0)
     #: Sightings of one person less than this many seconds apart are one stay on site;
     #: time on site sums the stays. A door camera sees arrival and departure a workday
     #: apart, so the default bridges a workday; a longer absence splits the stay.

@@ -124,6 +124,17 @@ class RevokedToken(Base):
     reason: Mapped[str] = mapped_column(String(200), default="")
 
 
+class RevokedNode(Base):
+    """Every token of ``node_id`` issued before ``not_before`` is revoked (a whole node)."""
+
+    __tablename__ = "revoked_nodes"
+
+    node_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    reason: Mapped[str] = mapped_column(String(200), default="")
+
+
 class Stranger(Base):
     """A repeat stranger: unknown presences whose aggregates are close share one pseudo-id.
 

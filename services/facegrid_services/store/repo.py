@@ -33,6 +33,7 @@ from facegrid_services.store.models import (
     Alert,
     Embedding,
     Presence,
+    RevokedNode,
     RevokedToken,
     Sighting,
     Stranger,
@@ -75,6 +76,11 @@ def gallery_rows(session: Session, model: str) -> list[tuple[int, bytes]]:
 
 def revoked_jtis(session: Session) -> list[str]:
     return list(session.scalars(select(RevokedToken.jti)))
+
+
+def revoked_nodes(session: Session) -> dict[str, float]:
+    """node id -> epoch seconds before which its tokens are revoked."""
+    return {r.node_id: r.not_before.timestamp() for r in session.scalars(select(RevokedNode))}
 
 
 #: Column order of the rows :func:`insert_sightings` takes.

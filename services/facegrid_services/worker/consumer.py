@@ -246,10 +246,17 @@ class Worker:
                  cal.source, cal.note)
 
     def refresh_revocations(self) -> None:
+        """Full reload: revoked jtis and revoked nodes, from the database and Redis."""
         with self.sessions() as s:
             jtis = set(repo.revoked_jtis(s))
+            nodes = repo.revoked_nodes(s)
         jtis.update(m.decode() for m in self.redis.smembers(keys.REVOKED_SET))
+        for node_id, nb in self.redis.hgetall(keys.REVOKED_NODES).items():
+            with contextlib.suppress(ValueError):
+                node = node_id.decode()
+                nodes[node] = max(nodes.get(node, 0.0), float(nb))
         self.revoked.replace(jtis)
+        self.revoked.replace_nodes(nodes)
         self._last_revocations = time.monotonic()
 
     def poll_notifications(self) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
+from facegrid import keys
+
 from . import metrics
 
 
@@ -41,7 +43,15 @@ class RevokedSet:
         return len(self._jtis)
 
     def add(self, jtis: Iterable[str | bytes]) -> None:
-        new = {j.decode() if isinstance(j, bytes) else j for j in jtis}
+        """Add revoked jtis (a ``node:<id>:<epoch>`` announcement revokes a whole node)."""
+        new = set()
+        for j in jtis:
+            text = j.decode() if isinstance(j, bytes) else j
+            node = keys.parse_node_revocation(text)
+            if node is not None:
+                self.add_node(*node)
+            else:
+                new.add(text)
         with self._lock:
             self._jtis = self._jtis | new
         metrics.REVOKED_KNOWN.set(len(self._jtis))

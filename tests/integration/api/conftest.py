@@ -47,6 +47,9 @@ def build_api(database_url, redis_url, signing_key, tmp_path, **settings_kw):
     engine = db.make_engine(database_url)
     pub = tmp_path / "signing.pub"
     pub.write_bytes(tokens.public_pem(signing_key))
+    # Route-by-route auth tests send many bad credentials from one client on purpose;
+    # throttling has its own test (test_request_guard.py).
+    settings_kw.setdefault("auth_failures_max", 1_000_000)
     settings = ServerSettings(admin_token=ADMIN, database_url=database_url,
                               redis_url=redis_url, public_key_file=pub, **settings_kw)
     r = redis.Redis.from_url(redis_url)

@@ -53,6 +53,7 @@ ROLE_TABLE: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/dead-letters/{entry_id}/replay"): ADMIN,
     ("DELETE", "/api/v1/dead-letters/{entry_id}"): ADMIN,
     ("POST", "/api/v1/tokens/revoke"): ADMIN,
+    ("POST", "/api/v1/tokens/revoke-node"): ADMIN,
     ("GET", "/api/v1/auth/me"): VIEW,
     ("GET", "/api/v1/api-tokens"): ADMIN,
     ("POST", "/api/v1/api-tokens"): ADMIN,

@@ -9,6 +9,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from facegrid_services.api.attendance_schemas import StatusReport
 from facegrid_services.day_status import local_instant
 
 pytestmark = pytest.mark.integration
@@ -58,6 +59,7 @@ def test_week_statuses_with_a_late_arrival_and_an_absence(api, make_sighting):
         make_sighting(person_id=person, at=at(d, *a), node_id="door-1")
         make_sighting(person_id=person, at=at(d, *b), node_id="door-1")
     body = report(api, MON, MON + timedelta(days=6), group_id=group, tz="Europe/Berlin")
+    StatusReport.model_validate(body)  # the hand-built JSON has the documented shape
     (p,) = body["items"]
     got = {d["day"]: d["status"] for d in p["days"]}
     assert list(got.values()) == ["present", "late", "absent", "left_early", "present",

@@ -150,16 +150,17 @@ def test_server_worker_operator_wiring(render):
     server = env_of(docs, "Deployment", "fg-facegrid-server")
     worker = env_of(docs, "Deployment", "fg-facegrid-worker")
     op = env_of(docs, "Deployment", "fg-facegrid-operator")
-    for env in (server, worker):
+    for role, env in (("server", server), ("worker", worker)):
+        # Each role its own Redis ACL user and password Secret (src/facegrid/acl.py).
         assert env["FACEGRID_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
-            "name": "fg-facegrid-redis", "key": "redis-url"}
+            "name": f"fg-facegrid-redis-{role}", "key": "redis-url"}
         assert env["FACEGRID_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
             "name": "fg-facegrid-database", "key": "database-url"}
         assert env["FACEGRID_PUBLIC_KEY_FILE"]["value"] == "/etc/facegrid/keys/signing.pub"
     assert worker["FACEGRID_METRICS_PORT"]["value"] == "9101"
     assert worker["FACEGRID_MODEL"]["value"] == "facenet-vggface2"
     assert op["FACEGRID_SERVER_URL"]["value"] == "http://fg-facegrid-server.facegrid.svc:8000"
-    assert op["FACEGRID_NODE_REDIS_URL_SECRET"]["value"] == "fg-facegrid-redis:redis-url"
+    assert op["FACEGRID_NODE_REDIS_URL_SECRET"]["value"] == "fg-facegrid-redis-node:redis-url"
     assert op["FACEGRID_SIGNING_KEY_SECRET"]["value"] == "fg-facegrid-signing-key"
     assert op["FACEGRID_PUBLIC_KEY_CONFIGMAP"]["value"] == "fg-facegrid-signing-pub"
     assert op["FACEGRID_NODE_IMAGE"]["value"] == "facegrid/node:0.1.0"
@@ -168,6 +169,11 @@ def test_server_worker_operator_wiring(render):
     redis = by_kind(docs, "Secret")["fg-facegrid-redis"]["stringData"]
     assert redis["redis-password"].isalnum() and len(redis["redis-password"]) == 32
     assert redis["redis-url"] == f"redis://:{redis['redis-password']}@fg-facegrid-redis:6379/0"
+    for role in ("server", "worker", "node"):
+        user = by_kind(docs, "Secret")[f"fg-facegrid-redis-{role}"]["stringData"]
+        assert user["password"].isalnum() and user["password"] != redis["redis-password"]
+        assert user["redis-url"] == (f"redis://facegrid-{role}:{user['password']}"
+                                     "@fg-facegrid-redis:6379/0")
     db = by_kind(docs, "Secret")["fg-facegrid-database"]["stringData"]
     assert db["database-url"] == (f"postgresql+psycopg://facegrid:{db['postgres-password']}"
                                   "@fg-facegrid-postgresql:5432/facegrid")

@@ -209,7 +209,9 @@ def test_compose_services_env_and_volumes():
         for key in env:
             if key.startswith("FACEGRID_") and key != "FACEGRID_LOG_LEVEL":  # root CLI option
                 assert key[len("FACEGRID_"):].lower() in cls.model_fields, f"{name}: {key}"
-        assert env["FACEGRID_REDIS_URL"].startswith("redis://:${FACEGRID_REDIS_PASSWORD")
+        # Each its own Redis ACL user and password (facegrid.acl), never the default user.
+        assert env["FACEGRID_REDIS_URL"].startswith(
+            f"redis://facegrid-{name}:${{FACEGRID_REDIS_{name.upper()}_PASSWORD")
         if name != "node":
             assert "FACEGRID_DATABASE_URL" in env and "FACEGRID_PUBLIC_KEY_FILE" in env
             assert "postgresql+psycopg://" in env["FACEGRID_DATABASE_URL"]

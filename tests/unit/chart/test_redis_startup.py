@@ -74,9 +74,12 @@ def test_chart_redis_starts_with_password_and_aof(helm, tmp_path):
     conf = conf.replace("port 6379", f"port {port}\nbind 127.0.0.1")
     (etc / "redis.conf").write_text(conf)
     script = script.replace("/run/redis", str(run)).replace("/etc/redis", str(etc))
-    proc = start(script, {"REDIS_PASSWORD": PASSWORD}, port)
+    roles = {"SERVER_PASSWORD": "srv1Pw1234", "WORKER_PASSWORD": "wrk1Pw1234",
+             "NODE_PASSWORD": "nod1Pw1234"}
+    proc = start(script, {"REDIS_PASSWORD": PASSWORD, **roles}, port)
     try:
         check_running(proc, port, data)
+        check_role_users(port, roles, None)  # one node user: any node's results channel
     finally:
         stop(proc)
 
@@ -90,8 +93,35 @@ def test_compose_redis_starts_with_password_and_aof(tmp_path):
     port = free_port()
     script = svc["command"][2].replace("$$", "$").replace("/tmp/", f"{tmp}/")
     script = script.replace("--dir /data", f"--dir {data} --port {port} --bind 127.0.0.1")
-    proc = start(script, {"REDIS_PASSWORD": PASSWORD}, port)
+    roles = {"SERVER_PASSWORD": "srv0Pw1234", "WORKER_PASSWORD": "wrk0Pw1234",
+             "NODE_PASSWORD": "nod0Pw1234"}
+    proc = start(script, {"REDIS_PASSWORD": PASSWORD, "NODE_ID": "cam-7", **roles}, port)
     try:
         check_running(proc, port, data)
+        check_role_users(port, roles, "cam-7")
     finally:
         stop(proc)
+
+
+def check_role_users(port: int, passwords: dict[str, str], node_id: str | None) -> None:
+    """Each role's user exists with exactly facegrid.acl's rules and its own password."""
+    from facegrid import acl
+
+    admin = redis.Redis(port=port, password=PASSWORD)
+    for role in ("server", "worker", "node"):
+        user = f"facegrid-{role}"
+        pw = passwords[f"{role.upper()}_PASSWORD"]
+        expected = redis.Redis(port=port, password=PASSWORD)
+        expected.execute_command("ACL", "SETUSER", "expected-" + role,
+                                 *acl.setuser_args(user, pw, role, node_id)[1:])
+        got = admin.acl_getuser(user)
+        want = admin.acl_getuser("expected-" + role)
+        for field in ("commands", "keys", "channels"):
+            assert got[field] == want[field], (role, field, got[field], want[field])
+        assert redis.Redis(port=port, username=user, password=pw).ping()
+    node = redis.Redis(port=port, username="facegrid-node", password=passwords["NODE_PASSWORD"])
+    node.xadd("facegrid:events", {"v": "1"})
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        node.xrange("facegrid:events")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        node.flushall()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from facegrid.contract import RevokeRequest
+from facegrid.contract import NodeRevokeRequest, RevokeRequest
 
 from ..deps import Admin, Ctx
-from ..schemas import RevokeOut
+from ..schemas import NodeRevokeOut, RevokeOut
 from .common import utc_instant
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"], dependencies=[Admin])
@@ -23,3 +23,15 @@ def revoke(body: RevokeRequest, ctx: Ctx, response: Response) -> RevokeOut:
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return RevokeOut(jti=row.jti, node_id=row.node_id, revoked_at=row.revoked_at,
                      expires_at=row.expires_at, reason=row.reason, created=created)
+
+
+@router.post("/revoke-node", response_model=NodeRevokeOut,
+             responses={201: {"model": NodeRevokeOut, "description": "revoked now"},
+                        200: {"description": "was already revoked (from that time or later)"}},
+             summary="Revoke every token of a node issued before not_before, whatever its jti")
+def revoke_node(body: NodeRevokeRequest, ctx: Ctx, response: Response) -> NodeRevokeOut:
+    body.not_before = utc_instant(body.not_before, "not_before")
+    row, created = ctx.revocations.revoke_node(body)
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return NodeRevokeOut(node_id=row.node_id, not_before=row.not_before,
+                         revoked_at=row.revoked_at, reason=row.reason, created=created)

@@ -1,7 +1,7 @@
 """notify outbox and webhooks
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-02 09:50:24.563364
 """
 
@@ -9,8 +9,8 @@ import facegrid_services.store.models
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0005'
-down_revision = '0004'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
