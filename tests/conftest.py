@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["fixtures.servers", "fixtures.models", "fixtures.k8s", "fixtures.chart"]
+pytest_plugins = ["fixtures.servers", "fixtures.models", "fixtures.k8s", "fixtures.chart",
+                  "fixtures.notify"]
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent

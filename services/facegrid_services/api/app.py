@@ -45,6 +45,7 @@ from .routers import (
     statuses,
     stream,
     tokens,
+    webhooks,
 )
 from .routes import StatusRecorder, route_template
 from .settings import ServerSettings
@@ -178,7 +179,7 @@ def create_app(
     _install_error_handlers(app)
     app.include_router(health.router)
     for module in (nodes, people, sightings, presences, attendance, alerts, stream, tokens,
-                   api_tokens, groups, schedules, statuses):
+                   api_tokens, groups, schedules, statuses, webhooks):
         app.include_router(module.router, prefix=API_PREFIX)
 
     @app.get("/", include_in_schema=False)

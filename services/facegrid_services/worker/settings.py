@@ -117,6 +117,10 @@ class WorkerSettings(SiteSettings, VerifierSettings, StoreSettings, RedisSetting
                     "...")
     intruder_window_s: float = Field(default=60.0, gt=0,
         description="... within this many seconds, across all nodes.")
+    notify: bool = Field(True,
+        description="Queue presence events for `facegrid notifier` (webhooks, MQTT) in the "
+                    "batch's transaction.  Turn off only where no notifier runs (the queue would "
+                    "only grow).")
 
     @field_validator("model", mode="before")
     @classmethod
