@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from facegrid import logs
+
 webhook_app = typer.Typer(help="Webhook subscriptions (the notifier delivers them).",
                           no_args_is_help=True)
 DatabaseUrl = Annotated[str, typer.Option(
@@ -48,6 +50,7 @@ def notifier(
     except ValidationError as e:
         typer.echo(f"invalid notifier settings:\n{e}", err=True)
         raise typer.Exit(2) from None
+    logs.configure(settings.log_level)
     if settings.migrate:
         repo.migrate_locked(settings.database_url)
     sessions = db.session_factory(db.make_engine(settings.database_url))
