@@ -86,7 +86,8 @@ def main() -> int:
     print(f"CPU ms per face (batches of {fp32.max_batch}): fp32 {res['fp32_ms']:.1f}, "
           f"int8 {res['int8_ms']:.1f}")
 
-    threshold = WorkerSettings(public_key_file="unused.pub").threshold
+    s = WorkerSettings(public_key_file="unused.pub")
+    threshold = s.threshold if s.threshold is not None else s.default_threshold
     decisions = {}
     for name in ("fp32", "int8"):
         emb = res[name]

@@ -163,6 +163,7 @@ def run_one(args) -> dict:
 
 ROWS = [
     ("frames/s, detection on every active frame", "fps", "{:.1f}"),
+    ("CPU ms per frame (→ frames/s one free core gives)", None, None),
     ("per frame ms p50 / p90", None, None),
     ("detect ms mean (p90)", None, None),
     ("embed ms, one batch of the two faces", "embed_batch_ms", "{:.1f}"),
@@ -179,6 +180,9 @@ ROWS = [
 def cell(r: dict, key: str | None, fmt: str | None, label: str) -> str:
     if key:
         return fmt.format(r[key])
+    if label.startswith("CPU ms"):
+        ms = 1000 * r["cpu_cores"] / r["fps"]
+        return f"{ms:.1f} (→ {1000 / ms:.1f})"
     if label.startswith("per frame"):
         return f"{r['frame_ms']['p50']:.1f} / {r['frame_ms']['p90']:.1f}"
     if label.startswith("detect"):

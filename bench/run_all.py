@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run_all.py [--quick] [--skip operator,...] [--out DIR]
 
-Runs bench/wire.py, node.py, worker.py, server.py, operator.py and latency.py
+Runs bench/wire.py, node.py, worker.py, server.py, operator.py, notify.py and latency.py
 one after another (never in parallel: they would measure each other), each as
 its own process, keeps every full output in --out (default a temporary folder)
 and prints the machine (cores, CPU model, RAM, load) and one table with the
@@ -33,6 +33,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
                     "--seconds", "2"]),
     "server": ([], ["--nodes", "50", "--seconds", "5"]),
     "operator": ([], ["--single", "1", "--batch", "5"]),
+    "notify": ([], ["--seconds", "5"]),
     "latency": (["--json"], ["--json", "--appearances", "6"]),
 }
 NOISE = re.compile(r"^(\s*$|Traceback|\s+File |.*it/s\]|.*photo/s\]|INFO|WARNING)")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["fixtures.servers", "fixtures.models", "fixtures.k8s"]
+pytest_plugins = ["fixtures.servers", "fixtures.models", "fixtures.k8s", "fixtures.notify"]
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

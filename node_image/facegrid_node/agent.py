@@ -209,7 +209,7 @@ class NodeAgent:
             span = self._fps_window[-1] - self._fps_window[0]
             self.fps = (len(self._fps_window) - 1) / span if span > 0 else 0.0
         m.fps.labels(nid).set(self.fps)
-        m.drift.labels(nid).set(self.drift.offset_ms)
+        m.drift.labels(nid).set(self.drift.offset_ms / 1000.0)
         m.lamport.labels(nid).set(self.lamport.value)
         if self.heartbeat and self.heartbeat.last_success is not None:
             m.heartbeat_age.labels(nid).set(now - self.heartbeat.last_success)

@@ -14,6 +14,10 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.
                     0.5, 1.0, 2.5)
 
 
+#: Why the publisher or the agent drops an event (the events_dropped label).
+DROP_REASONS = ("too_old", "buffer_full", "unencodable")
+
+
 class NodeMetrics:
     def __init__(self, node_id: str, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -60,8 +64,9 @@ class NodeMetrics:
                                   ["node", "reason"], registry=r)
         self.heartbeat_age = Gauge("facegrid_node_heartbeat_age_seconds",
                                    "Seconds since the last successful heartbeat", n, registry=r)
-        self.drift = Gauge("facegrid_node_drift_offset_ms",
-                           "Correction added to the node clock (server − node)", n, registry=r)
+        self.drift = Gauge("facegrid_node_drift_offset_seconds",
+                           "Correction added to the node clock (server − node), in seconds",
+                           n, registry=r)
         self.lamport = Gauge("facegrid_node_lamport", "Current Lamport value", n, registry=r)
         self.results = Counter("facegrid_node_results_total", "Results from the worker",
                                ["node", "state"], registry=r)
@@ -73,6 +78,13 @@ class NodeMetrics:
             self.transitions.labels(node_id, s)
         for s in STAGES:
             self.stage_seconds.labels(node_id, s)
+
+        # Series that stay at 0 on a healthy camera exist from the start, so dashboards
+        # and increase() see them (a counter's first sample is its baseline).
+        for c in (self.camera_reconnects, self.dark_frames, self.token_reloads):
+            c.labels(node_id)
+        for reason in DROP_REASONS:
+            self.events_dropped.labels(node_id, reason)
 
     def observe(self, stage: str, seconds: float) -> None:
         self.stage_seconds.labels(self.node_id, stage).observe(seconds)

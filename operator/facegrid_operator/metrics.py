@@ -57,3 +57,14 @@ TOKEN_EXPIRY = Gauge(
 def camera_label(namespace: str, name: str) -> str:
     """Bounded label for one CameraNode (one series per camera, removed on delete)."""
     return f"{namespace}/{name}"
+
+
+# Bounded label values that stay at 0 while all is well exist from the start (the
+# chart's alerts use increase(), which needs the 0 before the first failure).
+for _stage, _reasons in (("token", ("ok", "api_error", "invalid")),
+                         ("deployment", ("ok", "api_error", "invalid")), ("delete", ("ok",))):
+    for _reason in _reasons:
+        RECONCILES.labels(stage=_stage, reason=_reason)
+for _reason in ("no_admin_token", "unreachable", "server_error", "unauthorized", "refused",
+                "bad_reply"):
+    SERVER_ERRORS.labels(reason=_reason)

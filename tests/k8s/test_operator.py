@@ -462,8 +462,15 @@ def test_pause_and_an_unreachable_server(k8s_cluster, ns, operator_kubeconfig, s
         wait_until(lambda: status_of(k, "yard", ns).get("phase") == "Paused"
                    and not pods_of(k, "yard", ns), 60, what="paused, no pod")
         assert get(k, "deployment", "yard-node", ns)["spec"]["replicas"] == 0
-        # delete while the server is down: a few retries, then the object goes anyway
-        k.kubectl("delete", "cam", "yard", "-n", ns, "--timeout=60s")
+        # delete while the server is down: revocation fails closed, the object stays ...
+        k.kubectl("delete", "cam", "yard", "-n", ns, "--wait=false")
+        time.sleep(3)
+        assert (get(k, "cameranode", "yard", ns) or {}).get("metadata", {}).get(
+            "deletionTimestamp")
+    # ... until an operator that reaches the server has revoked its tokens
+    with running_operator(op_settings(ns, operator_kubeconfig, server)):
+        wait_until(lambda: get(k, "cameranode", "yard", ns) is None, 60,
+                   what="yard gone once its tokens are revoked")
 
 
 class SlowStatusProxy:

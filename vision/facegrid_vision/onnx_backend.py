@@ -7,8 +7,9 @@ the model id, input sizes and the SHA-256 of every file, checked on load so a
 truncated or swapped file is refused, never run.
 
 Sessions are tuned for small, busy CPUs: ``threads`` intra-op threads (0: one
-per core but one), one inter-op thread, sequential execution, and no spinning
-of idle pool threads (spinning threads burn a shared core while the node idles).
+per core but one), one inter-op thread, sequential execution, no spinning of
+idle pool threads (spinning threads burn a shared core while the node idles),
+and no memory arena.
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ def session_options(threads: int):
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # No arena: P-Net sees a new input size at every pyramid level, and an arena
+    # keeps the largest of each; measured ≈ 20 MB less resident, same speed.
+    so.enable_cpu_mem_arena = False
     so.log_severity_level = 3
     return so
 

@@ -271,6 +271,8 @@ seccompProfile:
   value: {{ .Values.worker.metrics.port | quote }}
 - name: FACEGRID_MODEL
   value: {{ .Values.model | quote }}
+- name: FACEGRID_NOTIFY
+  value: {{ .Values.notifier.enabled | quote }}
 {{- end }}
 
 {{/* Operator env (OperatorSettings). */}}
@@ -358,4 +360,48 @@ seccompProfile:
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create]
+{{- end }}
+
+{{/* Notifier env (NotifierSettings): the store, metrics, MQTT. */}}
+{{- define "facegrid.notifier.mqttUrl" -}}
+{{- if .Values.notifier.mqtt.url -}}
+{{- .Values.notifier.mqtt.url -}}
+{{- else if .Values.mqttBroker.enabled -}}
+{{- printf "mqtt://%s:1883" (include "facegrid.componentName" (dict "root" . "component" "mqtt")) -}}
+{{- end -}}
+{{- end }}
+
+{{- define "facegrid.notifier.env" -}}
+- name: FACEGRID_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "facegrid.database.secretName" . }}
+      key: {{ include "facegrid.database.urlKey" . }}
+- name: FACEGRID_LOG_LEVEL
+  value: {{ .Values.logLevel | quote }}
+- name: FACEGRID_METRICS_PORT
+  value: {{ .Values.notifier.metrics.port | quote }}
+{{- with (include "facegrid.notifier.mqttUrl" .) }}
+- name: FACEGRID_MQTT_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.notifier.mqtt }}
+{{- if .username }}
+- name: FACEGRID_MQTT_USERNAME
+  value: {{ .username | quote }}
+{{- end }}
+{{- if .existingSecret }}
+- name: FACEGRID_MQTT_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .passwordKey }}
+{{- end }}
+- name: FACEGRID_MQTT_DISCOVERY
+  value: {{ .discovery | quote }}
+- name: FACEGRID_MQTT_INCLUDE_NAMES
+  value: {{ .includeNames | quote }}
+- name: FACEGRID_MQTT_TOPIC_PREFIX
+  value: {{ .topicPrefix | quote }}
+{{- end }}
 {{- end }}

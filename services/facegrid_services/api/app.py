@@ -44,6 +44,7 @@ from .routers import (
     statuses,
     stream,
     tokens,
+    webhooks,
 )
 from .settings import ServerSettings
 
@@ -183,7 +184,7 @@ def create_app(
     app.add_middleware(MetricsMiddleware)
     _install_error_handlers(app)
     for module in (health, nodes, people, sightings, presences, attendance, alerts, stream,
-                   tokens, api_tokens, groups, schedules, statuses):
+                   tokens, api_tokens, groups, schedules, statuses, webhooks):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

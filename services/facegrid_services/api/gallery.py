@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from facegrid import keys, wire
+from facegrid_services.notify import webhooks as notify_webhooks
 from facegrid_services.store import queries
 from facegrid_services.store.models import Attendance, Embedding, Person, Presence, Sighting
 
@@ -144,7 +145,8 @@ def delete_embedding(session: Session, person: Person, embedding_id: int) -> boo
 
 
 def erase_person(session: Session, person: Person) -> dict[str, int]:
-    """Delete the person with every embedding, presence, sighting and attendance row."""
+    """Delete the person with every embedding, presence, sighting, attendance row and
+    notification about them (one transaction)."""
     pid = person.id
     counts = {
         "embeddings": session.scalar(
@@ -160,6 +162,8 @@ def erase_person(session: Session, person: Person) -> dict[str, int]:
     session.execute(delete(Presence).where(Presence.person_id == pid))
     session.execute(delete(Sighting).where(Sighting.person_id == pid))
     session.execute(delete(Embedding).where(Embedding.person_id == pid))
+    # queued notifications and the webhook delivery log mentioning the person go too
+    notify_webhooks.erase_person(session, pid)
     session.execute(delete(Person).where(Person.id == pid))
     session.commit()
     return {k: int(v or 0) for k, v in counts.items()}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from facegrid.tokens import TokenReason
+
 REQUESTS = Counter(
     "facegrid_server_http_requests_total",
     "HTTP requests by method, route template and status class.",
@@ -60,3 +62,8 @@ AUTH_THROTTLED = Counter(
     "Requests refused with 429: their client failed authentication too often.")
 BODY_TOO_LARGE = Counter("facegrid_server_body_too_large_total",
                          "Requests refused with 413: body over max_body_bytes.")
+
+
+# Refusal reasons exist at 0 from the start (dashboards, increase() in the alerts).
+for _reason in ("missing", *(r.value for r in TokenReason)):
+    TOKENS_REFUSED.labels(_reason)

@@ -324,3 +324,66 @@ class AuditOut(BaseModel):
     route: str
     path: str
     status: int
+
+
+EventTypeName = Literal["presence.recognised", "presence.unknown", "alert.intruder",
+                        "camera.online", "camera.offline", "camera.idle", "camera.active"]
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(min_length=1, max_length=100,
+                               pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,99}$")]
+    url: Annotated[str, Field(min_length=8, max_length=2000)]
+    events: Annotated[list[EventTypeName], Field(min_length=1, max_length=7)]
+    #: Privacy: people's names only if true, else a pseudonymous id per subscription.
+    include_names: bool = False
+
+
+class WebhookUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: Annotated[str, Field(min_length=8, max_length=2000)] | None = None
+    events: Annotated[list[EventTypeName], Field(min_length=1, max_length=7)] | None = None
+    include_names: bool | None = None
+    active: bool | None = None
+
+
+class WebhookOut(BaseModel):
+    id: int
+    name: str
+    url: str
+    events: list[str]
+    include_names: bool
+    active: bool
+    created_at: datetime
+    created_by: str
+    consecutive_failures: int
+    paused_until: datetime | None
+    #: Deliveries by status: pending, delivered, dead.
+    deliveries: dict[str, int]
+
+
+class WebhookCreated(WebhookOut):
+    #: The signing secret (Standard Webhooks, whsec_…): shown this once.
+    secret: str
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    subscription_id: int
+    event_id: str
+    type: str
+    status: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    last_attempt_at: datetime | None
+    delivered_at: datetime | None
+    last_status: int | None
+    last_error: str
+    #: The signed JSON body (never a picture; names only if the subscription asks).
+    body: str
+
+
+class ReplayedOut(BaseModel):
+    replayed: int

@@ -313,6 +313,84 @@ class AuditEntry(Base):
     status: Mapped[int] = mapped_column(Integer)
 
 
+class NotifyOutbox(Base):
+    """Events waiting for the notifier (webhooks, MQTT), written in the producer's transaction.
+
+    The notifier fans each row out to subscriptions and the broker, then deletes it
+    (a queue, not a log: rows committed late by another replica are never skipped).
+    """
+
+    __tablename__ = "notify_outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                     primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    #: facegrid_services.notify.events.EventType
+    type: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: Set for presence events: erasing the person deletes the row.
+    person_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    data: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookSubscription(Base):
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    #: Standard Webhooks secret (``whsec_`` + base64); signs every delivery.
+    secret: Mapped[str] = mapped_column(String(100))
+    #: Event types this subscription receives.
+    events: Mapped[list] = mapped_column(JSON)
+    #: Privacy: people's names go out only if set, else a pseudonymous id.
+    include_names: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(100), default="")
+    #: Failures in a row (any delivery); the subscription backs off on them.
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription: the delivery log, retries and dead letters."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "event_id"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                     primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[str] = mapped_column(String(36))
+    type: Mapped[str] = mapped_column(String(32))
+    person_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    #: The exact JSON body sent (and signed) on every attempt.
+    body: Mapped[str] = mapped_column(Text)
+    #: pending, delivered or dead.
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(String(300), default="")
+
+
+class NotifyState(Base):
+    """The notifier's small durable state: last known camera states, MQTT pseudonym key."""
+
+    __tablename__ = "notify_state"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[dict] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 # --- attendance rules (groups, schedules, closures, corrections) ---------------
 
 class Schedule(Base):

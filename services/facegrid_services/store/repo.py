@@ -27,6 +27,7 @@ from facegrid_services.attendance import (
     alert_key,
     is_intrusion,
 )
+from facegrid_services.notify import outbox as notify_outbox
 from facegrid_services.store import db
 from facegrid_services.store.models import (
     Alert,
@@ -262,6 +263,9 @@ def raise_intruder_alerts(conn: Connection, unknowns: Iterable[tuple[datetime, s
             .on_conflict_do_nothing(index_elements=["dedup_key"]))
         if conn.execute(stmt).rowcount:
             raised += 1
+            notify_outbox.intruder_alert_raised(
+                conn, at=t, window_start=times[-1], count=len(times), nodes=nodes,
+                message=f"{len(times)} unknown faces within {window_s:g} s on {', '.join(nodes)}")
             log.warning("intruder alert at %s: %d unknown sightings on %s", t.isoformat(),
                         len(times), nodes)
         found.append(t)
@@ -409,6 +413,10 @@ def raise_presence_alerts(conn: Connection, confirmed: Iterable[tuple[datetime, 
             raised += 1
             log.warning("intruder alert at %s: %d unknown presences on %s", t.isoformat(),
                         len(recent), nodes)
+            notify_outbox.intruder_alert_raised(
+                conn, at=t, window_start=min(start, t), count=len(recent), nodes=nodes,
+                message=f"{len(recent)} unknown people within {window_s:g} s on "
+                        f"{', '.join(nodes)}")
         found.append(t)
     return found, raised
 

@@ -32,6 +32,7 @@ from sqlalchemy import exc as sa_exc
 
 from facegrid import keys, wire
 from facegrid_services.attendance import Seen, plan_attendance
+from facegrid_services.notify import outbox as notify_outbox
 from facegrid_services.store import repo
 
 from . import presence
@@ -107,9 +108,11 @@ class PresenceRules(Protocol):
 class Store:
     def __init__(self, engine: Engine, *, tz: ZoneInfo, cooldown: timedelta,
                  intruder_count: int, intruder_window_s: float,
-                 presences: PresenceRules) -> None:
+                 presences: PresenceRules, notify: bool = True) -> None:
         self.engine = engine
         self.presences = presences
+        #: Queue presence events for the notifier (notify/outbox.py) in this transaction.
+        self.notify = notify
         self.tz = tz
         self.cooldown = cooldown
         self.intruder_count = intruder_count
@@ -168,6 +171,7 @@ class Store:
                 first[key] = min(first.get(key, a.event.corrected_at), a.event.corrected_at)
             tracked = repo.lock_presences(conn, first, model=gallery.model or "",
                                           threshold=rules.threshold)
+            before = {k: (t.state.status, t.state.person_id) for k, t in tracked.items()}
             outcomes, confirmed = presence.plan(
                 [presence.Seen((a.event.payload.node_id, a.event.payload.track_id),
                                a.event.corrected_at, a.event.embedding,
@@ -199,6 +203,9 @@ class Store:
                 else:
                     unknown += 1
             repo.upsert_attendance(conn, plan_attendance(seen, self.tz, self.cooldown))
+            if self.notify:
+                notify_outbox.presences_stored(conn, _presence_events(
+                    decided, inserted, before, tracked, confirmed))
             if confirmed and gallery.model is not None:
                 repo.link_strangers(
                     conn, [(tracked[k].id, gallery.project(tracked[k].aggregate), at, k[0])
@@ -271,3 +278,31 @@ def acknowledge(client: redis.Redis, plan: BatchPlan, outcome: StoreOutcome, *,
         before, after = res[0], res[len(dead) + 1]
         ack.dead_letters_evicted = max(0, before + len(dead) - after)
     return ack
+
+
+def _presence_events(decided, inserted: set[str], before: dict, tracked: dict,
+                     confirmed) -> list[dict]:
+    """Outbox rows: a presence that became recognised (or changed person) in this batch,
+    and each presence that became a confirmed stranger — one event per presence."""
+    rows: list[dict] = []
+    announced: set = set()
+    for a, o in decided:
+        p = a.event.payload
+        key = (p.node_id, p.track_id)
+        if p.event_id not in inserted or key in announced or o.status != presence.RECOGNISED:
+            continue
+        if before.get(key) == (presence.RECOGNISED, o.person_id):
+            continue  # already announced by an earlier batch
+        state = tracked[key].state
+        if state.status != presence.RECOGNISED or state.person_id != o.person_id:
+            continue  # only the presence's decision at the end of the batch
+        announced.add(key)
+        rows.append(notify_outbox.presence_row(
+            presence_id=o.presence_id, node_id=p.node_id, track_id=p.track_id,
+            person_id=o.person_id, score=o.score, at=a.event.corrected_at))
+    for key, at in confirmed:
+        t = tracked[key]
+        rows.append(notify_outbox.presence_row(
+            presence_id=t.id, node_id=key[0], track_id=key[1], person_id=None,
+            score=t.state.best_score, at=at))
+    return rows

@@ -113,7 +113,7 @@ class Worker:
                            cooldown=timedelta(seconds=settings.cooldown_s),
                            intruder_count=settings.intruder_count,
                            intruder_window_s=settings.intruder_window_s,
-                           presences=self)
+                           presences=self, notify=settings.notify)
         self.duties = StreamDuties(self.redis)
         self.gallery = Gallery.empty(settings.model)
         self._gallery_loaded = False

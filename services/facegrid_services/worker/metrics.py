@@ -69,3 +69,11 @@ REDIS_MAXMEMORY = Gauge("facegrid_worker_redis_maxmemory_bytes",
                         "Redis maxmemory (0: unbounded).")
 LAST_PROGRESS = Gauge("facegrid_worker_loop_last_progress_timestamp_seconds",
                       "When the worker loop last completed an iteration (liveness).")
+
+
+# Bounded label values that may stay at 0 for long exist from the start (dashboards,
+# increase() in the alerts: a counter's first sample is its baseline).
+for _stage in ("redis", "database", "internal", "store_refused"):
+    ERRORS.labels(_stage)
+for _reason in ("maxlen", "expired"):
+    DEAD_LETTERS_EVICTED.labels(_reason)

@@ -116,6 +116,9 @@ class WorkerSettings(BaseSettings):
     intruder_count: int = Field(default=5, ge=1)
     #: ... within this many seconds, across all nodes.
     intruder_window_s: float = Field(default=60.0, gt=0)
+    #: Queue presence events for `facegrid notifier` (webhooks, MQTT) in the batch's
+    #: transaction.  Turn off only where no notifier runs (the queue would only grow).
+    notify: bool = True
 
     @field_validator("site_timezone")
     @classmethod

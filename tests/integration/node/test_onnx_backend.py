@@ -107,7 +107,7 @@ def test_lfw_dev_decisions_identical_and_torch_gallery_matches_onnx_events(
     from facegrid_services.worker.gallery import Gallery
     from facegrid_services.worker.settings import WorkerSettings
 
-    threshold = WorkerSettings(public_key_file="unused.pub").threshold
+    s = WorkerSettings(public_key_file="unused.pub")
     found_o = {p: [e is not None for e in v] for p, v in _per_person(lfw_embeddings,
                                                                      "lfw_dev").items()}
     found_t = {p: [e is not None for e in v] for p, v in _per_person(lfw_embeddings_torch,
@@ -130,19 +130,25 @@ def test_lfw_dev_decisions_identical_and_torch_gallery_matches_onnx_events(
 
     g_torch, probes_torch = split(lfw_embeddings_torch)
     g_onnx, probes_onnx = split(lfw_embeddings)
-    ref = g_torch.match(probes_torch, threshold)
-    decisions = {}
-    for name, g, probes in (("onnx/onnx", g_onnx, probes_onnx),
-                            ("torch gallery/onnx events", g_torch, probes_onnx)):
-        m = g.match(probes, threshold)
-        decisions[name] = int(((m.person_ids == ref.person_ids)
-                               & (m.recognised == ref.recognised)).sum())
-        assert np.array_equal(m.recognised, ref.recognised), name
-        assert np.array_equal(m.person_ids[m.recognised], ref.person_ids[ref.recognised]), name
-        assert np.abs(m.scores - ref.scores).max() < 1e-3, name
-    print(f"\nLFW dev, threshold {threshold}: {len(probes_torch)} probes "
-          f"({int(ref.recognised.sum())} recognised by torch); identical decisions: "
-          + ", ".join(f"{k} {v}/{len(probes_torch)}" for k, v in decisions.items()))
+    # The worker's fixed default and the threshold it would calibrate from this gallery.
+    thresholds = [s.threshold if s.threshold is not None else s.default_threshold,
+                  g_torch.suggest_threshold(s.target_far)]
+    for threshold in thresholds:
+        ref = g_torch.match(probes_torch, threshold)
+        assert 0 < int(ref.recognised.sum()) < len(probes_torch)  # decisions to compare
+        decisions = {}
+        for name, g, probes in (("onnx/onnx", g_onnx, probes_onnx),
+                                ("torch gallery/onnx events", g_torch, probes_onnx)):
+            m = g.match(probes, threshold)
+            decisions[name] = int(((m.person_ids == ref.person_ids)
+                                   & (m.recognised == ref.recognised)).sum())
+            assert np.array_equal(m.recognised, ref.recognised), (name, threshold)
+            assert np.array_equal(m.person_ids[m.recognised],
+                                  ref.person_ids[ref.recognised]), (name, threshold)
+            assert np.abs(m.scores - ref.scores).max() < 1e-3, (name, threshold)
+        print(f"\nLFW dev, threshold {threshold:.3f}: {len(probes_torch)} probes "
+              f"({int(ref.recognised.sum())} recognised by torch); identical decisions: "
+              + ", ".join(f"{k} {v}/{len(probes_torch)}" for k, v in decisions.items()))
 
 
 def test_int8_embedder_is_close_and_says_so(onnx_models, face_analyzer, shared_data):

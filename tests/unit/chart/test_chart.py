@@ -22,6 +22,7 @@ def settings_fields() -> dict[str, set[str]]:
     """FACEGRID_* env names each component's Settings class accepts."""
     from facegrid_operator.settings import OperatorSettings
     from facegrid_services.api.settings import ServerSettings
+    from facegrid_services.notify.settings import NotifierSettings
     from facegrid_services.worker.settings import WorkerSettings
 
     def names(cls) -> set[str]:
@@ -29,7 +30,7 @@ def settings_fields() -> dict[str, set[str]]:
         return {f"FACEGRID_{n.upper()}" for n in cls.model_fields} | {"FACEGRID_LOG_LEVEL"}
 
     return {"server": names(ServerSettings), "worker": names(WorkerSettings),
-            "operator": names(OperatorSettings)}
+            "operator": names(OperatorSettings), "notifier": names(NotifierSettings)}
 
 
 def test_helm_lint_strict_with_every_values_file(helm):
@@ -42,7 +43,8 @@ def test_defaults_render_every_component(render):
     docs = render()
     kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
     for kind, name in [("Deployment", "fg-facegrid-operator"), ("Deployment", "fg-facegrid-server"),
-                       ("Deployment", "fg-facegrid-worker"), ("StatefulSet", "fg-facegrid-redis"),
+                       ("Deployment", "fg-facegrid-worker"),
+                       ("Deployment", "fg-facegrid-notifier"), ("StatefulSet", "fg-facegrid-redis"),
                        ("StatefulSet", "fg-facegrid-postgresql"), ("Service", "fg-facegrid-server"),
                        ("Service", "fg-facegrid-redis"), ("Service", "fg-facegrid-postgresql"),
                        ("CustomResourceDefinition", "cameranodes.facegrid.io"),
@@ -56,7 +58,9 @@ def test_defaults_render_every_component(render):
     for kind in ("Ingress", "HorizontalPodAutoscaler", "ScaledObject", "ServiceMonitor",
                  "PodMonitor", "PrometheusRule"):
         assert not by_kind(docs, kind), kind
-    assert len(by_kind(docs, "NetworkPolicy")) == 5
+    assert len(by_kind(docs, "NetworkPolicy")) == 6
+    assert "Deployment" not in {d["kind"] for d in docs
+                                if d["metadata"]["name"] == "fg-facegrid-mqtt"}
 
 
 @pytest.mark.parametrize("values", [[], *[[v] for v in VALUES_FILES]],
@@ -194,7 +198,11 @@ def test_external_redis_and_database(render, helm):
     assert worker["FACEGRID_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
         "name": "facegrid-db", "key": "url"}
     assert {n["metadata"]["name"] for n in by_kind(docs, "NetworkPolicy").values()} == {
-        "fg-facegrid-server", "fg-facegrid-worker", "fg-facegrid-operator"}
+        "fg-facegrid-server", "fg-facegrid-worker", "fg-facegrid-operator",
+        "fg-facegrid-notifier"}
+    notifier = env_of(docs, "Deployment", "fg-facegrid-notifier")
+    assert notifier["FACEGRID_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "facegrid-db", "key": "url"}
     # Forgetting the URL is a clear error, not a broken install.
     p = helm.template_text("--set", "redis.enabled=false", check=False)
     assert p.returncode != 0
@@ -423,13 +431,15 @@ def test_rendered_env_builds_each_settings_class(render, values, monkeypatch, tm
     resolved from the rendered Secrets; mounted files written to tmp)."""
     from facegrid_operator.settings import OperatorSettings
     from facegrid_services.api.settings import ServerSettings
+    from facegrid_services.notify.settings import NotifierSettings
     from facegrid_services.worker.settings import WorkerSettings
 
     docs = render(values=values)
     secrets = {n: s.get("stringData", {}) for n, s in by_kind(docs, "Secret").items()}
     (tmp_path / "signing.pub").write_text("unused")
     (tmp_path / "token").write_text("a" * 48)
-    classes = {"server": ServerSettings, "worker": WorkerSettings, "operator": OperatorSettings}
+    classes = {"server": ServerSettings, "worker": WorkerSettings, "operator": OperatorSettings,
+               "notifier": NotifierSettings}
     for component, cls in classes.items():
         spec = by_kind(docs, "Deployment")[f"fg-facegrid-{component}"]["spec"]["template"]["spec"]
         with monkeypatch.context() as m:
@@ -452,3 +462,35 @@ def test_rendered_env_builds_each_settings_class(render, values, monkeypatch, tm
             assert settings.node_redis_url_secret.endswith(":redis-url")
         if component == "server":
             assert settings.port == 8000 and settings.admin_secret() == "a" * 48
+
+
+def test_notifier_and_the_optional_mqtt_broker(render):
+    docs = render()
+    env = env_of(docs, "Deployment", "fg-facegrid-notifier")
+    assert env["FACEGRID_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == \
+        "fg-facegrid-database"
+    assert "FACEGRID_MQTT_URL" not in env and env["FACEGRID_METRICS_PORT"]["value"] == "9103"
+    assert env_of(docs, "Deployment", "fg-facegrid-worker")["FACEGRID_NOTIFY"]["value"] == "true"
+    off = render("--set", "notifier.enabled=false")
+    assert "fg-facegrid-notifier" not in by_kind(off, "Deployment")
+    assert env_of(off, "Deployment", "fg-facegrid-worker")["FACEGRID_NOTIFY"]["value"] == "false"
+    dep = by_kind(docs, "Deployment")["fg-facegrid-notifier"]
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+    pg = by_kind(docs, "NetworkPolicy")["fg-facegrid-postgresql"]
+    allowed = pg["spec"]["ingress"][0]["from"][0]["podSelector"]["matchExpressions"][1]
+    assert "notifier" in allowed["values"]
+
+    full = render(values=["full.yaml"])
+    env = env_of(full, "Deployment", "fg-facegrid-notifier")
+    assert env["FACEGRID_MQTT_URL"]["value"] == "mqtt://fg-facegrid-mqtt:1883"
+    assert env["FACEGRID_MQTT_DISCOVERY"]["value"] == "true"
+    assert env["FACEGRID_MQTT_USERNAME"]["value"] == "facegrid"
+    assert "fg-facegrid-mqtt" in by_kind(full, "Service")
+    broker = by_kind(full, "Deployment")["fg-facegrid-mqtt"]["spec"]["template"]["spec"]
+    assert broker["securityContext"]["runAsUser"] == 1883
+    conf = by_kind(full, "ConfigMap")["fg-facegrid-mqtt"]["data"]["mosquitto.conf"]
+    assert "persistence false" in conf
+    policy = by_kind(full, "NetworkPolicy")["fg-facegrid-mqtt"]["spec"]["ingress"][0]["from"]
+    assert policy[0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "notifier"
+    assert policy[1]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "home-assistant"}

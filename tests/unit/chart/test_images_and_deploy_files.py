@@ -216,6 +216,14 @@ def test_compose_services_env_and_volumes():
             assert "FACEGRID_DATABASE_URL" in env and "FACEGRID_PUBLIC_KEY_FILE" in env
             assert "postgresql+psycopg://" in env["FACEGRID_DATABASE_URL"]
             assert svc[name]["read_only"] is True and svc[name]["cap_drop"] == ["ALL"]
+    # The notifier: only settings it knows, hardened; the broker is an optional profile.
+    from facegrid_services.notify.settings import NotifierSettings
+
+    for key in svc["notifier"]["environment"]:
+        if key != "FACEGRID_LOG_LEVEL":
+            assert key[len("FACEGRID_"):].lower() in NotifierSettings.model_fields, key
+    assert svc["notifier"]["read_only"] is True and svc["notifier"]["command"] == ["notifier"]
+    assert svc["mosquitto"]["profiles"] == ["mqtt"] and svc["mosquitto"]["read_only"] is True
     # Redis: password required, never on the command line, AOF on, data on a volume.
     cmd = " ".join(svc["redis"]["command"])
     assert "--appendonly yes" in cmd and "requirepass" in cmd and "$$REDIS_PASSWORD" in cmd

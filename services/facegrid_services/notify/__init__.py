@@ -1,0 +1,1 @@
+"""Notifications: the outbox the worker writes, webhooks and MQTT sent by ``facegrid notifier``."""
