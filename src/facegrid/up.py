@@ -189,10 +189,13 @@ class Stack:
                              "--appendonly", "yes", "--save", ""], dict(os.environ))
         self.redis_url = f"redis://:{password}@127.0.0.1:{port}/0"
         self.wait_tcp(port, "redis")
+        self.create_redis_users()
 
     def create_redis_users(self) -> None:
         """One Redis ACL user per role, each with its own password (see facegrid.acl);
-        ``redis_url`` (the default user) stays the supervisor's alone."""
+        ``redis_url`` (the default user) stays the supervisor's alone.  Only on the Redis
+        this supervisor starts (users made by ACL SETUSER do not survive a restart of a
+        Redis someone else runs: there every component uses the given URL)."""
         import redis
 
         client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
@@ -208,10 +211,15 @@ class Stack:
                                *acl.setuser_args(user, password, role, node_id))
         return acl.url_with_user(self.redis_url, user, password)
 
+    def role_url(self, role: str) -> str:
+        return self.role_urls.get(role, self.redis_url)
+
     def node_redis_url(self, node_id: str) -> str:
         """A node's own Redis user: XADD events, SUBSCRIBE its own results, nothing else."""
         import redis
 
+        if not self.role_urls:  # not our Redis: no users made (see create_redis_users)
+            return self.redis_url
         client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
         try:
             return self._redis_user(client, f"facegrid-node-{node_id}", "node", node_id)
@@ -244,10 +252,9 @@ class Stack:
         p = self.plan
         self.prepare()
         self.start_redis()
-        self.create_redis_users()
         env = self.base_env()
         self.spawn("server", self.facegrid("server", "--host", p.host, "--port", str(p.port)),
-                   env | {"FACEGRID_REDIS_URL": self.role_urls["server"]})
+                   env | {"FACEGRID_REDIS_URL": self.role_url("server")})
         self.wait_ready()
         self.start_worker()
         self.start_notifier()
@@ -266,7 +273,7 @@ class Stack:
         """One classify worker (``facegrid up`` starts one; tests may add more)."""
         port = free_port()
         worker_env = self.base_env() | {"FACEGRID_METRICS_PORT": str(port),
-                                        "FACEGRID_REDIS_URL": self.role_urls["worker"]}
+                                        "FACEGRID_REDIS_URL": self.role_url("worker")}
         model = self.model_id()
         if model:
             worker_env["FACEGRID_MODEL"] = model
