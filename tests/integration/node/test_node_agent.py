@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import uuid
 
 import numpy as np
 import pytest
@@ -273,9 +274,11 @@ def test_results_are_learnt_per_track(redis_server, redis_url):
         wait_for(lambda: r.pubsub_numsub(keys.results_channel("cam-test"))[0][1] == 1, 10,
                  "subscription")
         ch = keys.results_channel("cam-test")
-        r.publish(ch, b'{"event_id":"x","track_id":7,"recognised":true}')
-        r.publish(ch, b'{"event_id":"y","track_id":8,"recognised":false}')
+        r.publish(ch, wire.Result(str(uuid.uuid4()), 7, True).to_json())
+        # Malformed results are ignored (the format's own error), never learnt.
+        r.publish(ch, b'{"event_id":"x","track_id":9,"recognised":true}')
         r.publish(ch, b'not json')
+        r.publish(ch, wire.Result(str(uuid.uuid4()), 8, False).to_json())
         wait_for(lambda: len(seen) == 2, 10, "results")
         assert rl.recognised(7) is True and rl.recognised(8) is False
         assert rl.recognised(9) is None
