@@ -12,6 +12,7 @@ from facegrid_services.notify.mqtt import MqttPublisher
 from facegrid_services.notify.notifier import Notifier, mqtt_pseudonym_key
 from facegrid_services.notify.settings import NotifierSettings
 from facegrid_services.store import db, repo
+from fixtures import waiting
 
 from facegrid import tokens
 
@@ -69,12 +70,7 @@ def running_notifier(settings: NotifierSettings, sessions, *, with_mqtt: bool = 
 
 
 def wait_for(cond, timeout=30.0, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return waiting.wait_for(cond, timeout, what, interval)
 
 
 @contextlib.contextmanager

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
-import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,6 +13,7 @@ from facegrid_services.store import db, repo
 from facegrid_services.store.models import Embedding, Person, Sighting
 from facegrid_services.worker.consumer import Worker
 from facegrid_services.worker.settings import WorkerSettings
+from fixtures import waiting
 from fixtures.synthetic import EventFactory
 
 from facegrid import keys, tokens
@@ -82,12 +82,7 @@ def count_sightings(engine) -> int:
 
 
 def wait_for(cond, timeout=60.0, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return waiting.wait_for(cond, timeout, what, interval)
 
 
 def group_pending(client) -> int:
