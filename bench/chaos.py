@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import redis
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
 log = logging.getLogger("bench.chaos")
 
 
@@ -84,7 +86,7 @@ def main() -> None:
     from facegrid_node.publisher import RedisPublisher
     from facegrid_services.store import db, repo
     from facegrid_services.store.models import Embedding, Person, Sighting
-    from facegrid_services.worker.synthetic import EventFactory, near, unit_vectors
+    from fixtures.synthetic import EventFactory, near, unit_vectors
     from sqlalchemy import func, select
 
     from facegrid import keys, tokens, wire

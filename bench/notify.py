@@ -31,11 +31,12 @@ import paho.mqtt.client as mqtt
 from facegrid_services.notify import signing, webhooks
 from facegrid_services.notify.events import ALL_TYPES
 from facegrid_services.store import db, repo
-from facegrid_services.worker.synthetic import EventFactory, unit_vectors
 
 from facegrid import keys, tokens, wire
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from fixtures.synthetic import EventFactory, unit_vectors
 from worker import enroll, free_port, proc_cpu_s, start_redis
 
 

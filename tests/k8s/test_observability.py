@@ -25,9 +25,9 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from e2e.stack import CLIP, running_stack
 from fixtures.k8s import wait_until
 from fixtures.servers import free_port, missing
+from fixtures.stack import CLIP, running_stack
 
 from facegrid import keys
 from facegrid.contract import API_PREFIX

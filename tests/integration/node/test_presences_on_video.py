@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from node_helpers import FPS, background, still_frames, write_clip
+from fixtures.node import FPS, background, still_frames, write_clip
 
 from facegrid import keys, tokens
 

@@ -21,7 +21,7 @@ from facegrid_services.notify.events import ALL_TYPES
 from facegrid_services.store.models import Node, WebhookDelivery
 from facegrid_services.worker.consumer import Worker
 from facegrid_services.worker.settings import WorkerSettings
-from facegrid_services.worker.synthetic import EventFactory, near, unit_vectors
+from fixtures.synthetic import EventFactory, near, unit_vectors
 from sqlalchemy import func, select
 
 from facegrid import keys, tokens

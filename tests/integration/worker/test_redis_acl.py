@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import redis
 from facegrid_services.worker.consumer import Worker
-from facegrid_services.worker.synthetic import unit_vectors
+from fixtures.synthetic import unit_vectors
 
 from facegrid import acl, keys
 
