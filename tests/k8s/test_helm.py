@@ -212,8 +212,9 @@ def test_install_operator_camera_upgrade_uninstall(k8s_cluster, ns, tmp_path):
             timeout=120, what="the camera pod Running")
         assert pod["spec"]["nodeName"] == "edge-01"
         node_env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+        # The camera gets the node's own Redis user (XADD events, its results only).
         assert node_env["FACEGRID_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
-            "name": f"{RELEASE}-facegrid-redis", "key": "redis-url"}
+            "name": f"{RELEASE}-facegrid-redis-node", "key": "redis-url"}
         assert pod["spec"]["containers"][0]["image"] == env["FACEGRID_NODE_IMAGE"]
         k8s_cluster.kubectl("delete", "cameranode", "door-1", "-n", ns, "--timeout=90s")
         k8s_cluster.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce-")

@@ -203,6 +203,10 @@ def convert(out: Path, *, graph: Path | None = None, tolerance: float = DEFAULT_
 
     pb = graph or find_graph()
     log.info("reading %s", pb)
+    if not hasattr(cv2.dnn, "readNetFromTensorflow"):
+        raise ConversionError(f"OpenCV {cv2.__version__} has no TensorFlow importer "
+                              "(removed in 5.1): install 'facegrid[convert]', which pins "
+                              "opencv-python-headless<5.1")
     try:
         net = cv2.dnn.readNetFromTensorflow(str(pb))
     except cv2.error as e:
