@@ -163,7 +163,10 @@ def test_every_event_type_arrives_once_signed_private_by_webhook_and_mqtt(
     assert "Ada" not in "".join(p for _, p, *_ in collector.messages)
     assert topics[f"facegrid/person/{pid}/presence"] == 1
     assert topics[f"facegrid/person/{pid}/last_seen"] == 1
-    states = [(t, p) for t, p, *_ in collector.messages if t.startswith("facegrid/camera/cam-1/a")]
+    # Live messages only: the broker is shared by the session, and a new subscription
+    # first receives what an earlier test left retained (delivered with retain set).
+    states = [(t, p) for t, p, r, *_ in collector.messages
+              if not r and t.startswith("facegrid/camera/cam-1/a")]
     assert states == [("facegrid/camera/cam-1/availability", "online"),
                       ("facegrid/camera/cam-1/activity", "active"),
                       ("facegrid/camera/cam-1/activity", "idle"),
