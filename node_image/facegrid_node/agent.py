@@ -31,6 +31,10 @@ from facegrid_node.tracker import IoUTracker, SendRule
 
 log = logging.getLogger(__name__)
 
+#: At start, how long capture waits for the heartbeat burst to correct the node clock
+#: (a reachable server takes about a second); after it the camera starts regardless.
+CLOCK_SYNC_WAIT_S = 3.0
+
 
 def display_available() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
@@ -271,6 +275,9 @@ class NodeAgent:
         """Capture until stopped or a finite source ends; returns an exit code."""
         self.running = True
         self.start_services()
+        if self.heartbeat and not self.heartbeat.wait_synced(CLOCK_SYNC_WAIT_S):
+            log.warning("clock not yet synchronised with the server after %.0f s: events "
+                        "carry the best estimate so far until it is", CLOCK_SYNC_WAIT_S)
         if not self.camera.start():
             log.error("camera %s not available at start; retrying",
                       self.camera.source.description)

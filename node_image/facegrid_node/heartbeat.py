@@ -6,7 +6,9 @@ At start the node registers with its JWT; then every few seconds it sends a
 system's highest Lamport value for :meth:`LamportClock.observe`.  An
 unreachable server is logged once per outage and retried; the node keeps
 running.  A changed token (rotation) or a 401/404 reply triggers registration
-again.
+again.  While the drift estimator is warming (start, or the node clock stepped)
+heartbeats go every ``burst_interval_s`` instead (NTP's ``iburst``), so the
+node's clock is corrected within about a second of reaching the server.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class HeartbeatClient:
                  token: Callable[[], str], status: Callable[[], dict],
                  drift: DriftEstimator, lamport: LamportClock, *,
                  interval_s: float = 5.0, timeout_s: float = 5.0,
+                 burst_interval_s: float = 0.2,
                  on_result: Callable[[str], None] | None = None) -> None:
         self.registration = registration
         self._token = token
@@ -42,6 +45,8 @@ class HeartbeatClient:
         self.drift = drift
         self.lamport = lamport
         self.interval_s = interval_s
+        self.burst_interval_s = burst_interval_s
+        self._synced = threading.Event()
         self._http = httpx.Client(base_url=server_url.rstrip("/"), timeout=timeout_s)
         self._on_result = on_result or (lambda reason: None)
         self._stop = threading.Event()
@@ -106,6 +111,8 @@ class HeartbeatClient:
             log.warning("heartbeat reply is not a HeartbeatReply: %s", str(e)[:200])
             return False
         self.drift.add(t_send, reply.server_time, max(t_recv, t_send))
+        if not self.drift.warming:
+            self._synced.set()
         ignored = self.lamport.ignored
         self.lamport.observe(reply.lamport_max)
         if self.lamport.ignored > ignored:
@@ -127,13 +134,20 @@ class HeartbeatClient:
                         self._http.base_url, e)
         self.server_ok = False
 
+    def wait_synced(self, timeout_s: float) -> bool:
+        """Block until the clock estimate has left its warm-up (or ``timeout_s``)."""
+        return self._synced.wait(timeout_s)
+
     def _run(self) -> None:
         while not self._stop.is_set():
+            ok = False
             try:
-                self.beat()
+                ok = self.beat()
             except Exception:  # never let the heartbeat thread die
                 log.exception("heartbeat failed unexpectedly")
-            self._stop.wait(self.interval_s)
+            burst = ok and self.drift.warming
+            self._stop.wait(min(self.burst_interval_s, self.interval_s) if burst
+                            else self.interval_s)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)

@@ -4,7 +4,11 @@ The node never touches the system clock.  Every heartbeat yields a sample
 ``(t_send, t_server, t_receive)``; the offset of the node clock is
 ``t_server − (t_send + t_receive)/2``, whose error is at most half the round
 trip.  :class:`DriftEstimator` therefore trusts the lowest-round-trip samples
-of a sliding window and smooths their median.
+of a sliding window and smooths their median.  Until it holds ``best`` samples
+(start, or after the node clock stepped) it is *warming*: the estimate is the
+single lowest-round-trip sample, unsmoothed, and the heartbeat client sends a
+quick burst (NTP's ``iburst``) so the first slow exchange of a cold connection
+does not linger in the estimate for minutes.
 """
 
 from __future__ import annotations
@@ -115,6 +119,10 @@ class DriftEstimator:
     the ``best`` samples with the lowest round trip, then exponentially
     smoothed (``alpha``) so one lucky sample cannot jerk the timeline.  A jump
     larger than ``reset_ms`` (the node clock was stepped) restarts smoothing.
+    While fewer than ``best`` samples are held (:attr:`warming`), the estimate
+    is the offset of the lowest-round-trip sample so far, with no smoothing:
+    its error is at most half that round trip, and smoothing from a first
+    sample taken over a cold connection would keep that error for minutes.
     """
 
     def __init__(self, window: int = 32, best: int = 5, alpha: float = 0.3,
@@ -137,20 +145,31 @@ class DriftEstimator:
     def has_estimate(self) -> bool:
         return self._offset_ms is not None
 
+    @property
+    def warming(self) -> bool:
+        """Fewer than ``best`` samples since start or the last clock step."""
+        return len(self._samples) < self._best
+
     def add(self, t_send: float, t_server: float, t_receive: float) -> float:
         """Record one heartbeat exchange; returns the new offset in ms."""
         if t_receive < t_send:
             raise ValueError("reply received before the request was sent")
         with self._lock:
-            self._samples.append(DriftSample(t_send, t_server, t_receive))
+            sample = DriftSample(t_send, t_server, t_receive)
+            self._samples.append(sample)
             best = sorted(self._samples, key=lambda s: s.rtt)[: self._best]
-            target = median(s.offset for s in best) * 1000.0
-            if self._offset_ms is None or abs(target - self._offset_ms) > self._reset_ms:
-                if self._offset_ms is not None:
-                    # The node clock stepped: old samples describe another clock.
-                    self._samples.clear()
-                    self._samples.append(DriftSample(t_send, t_server, t_receive))
+            if len(self._samples) < self._best:  # warming: the tightest bound so far
+                target = best[0].offset * 1000.0
+            else:
+                target = median(s.offset for s in best) * 1000.0
+            if self._offset_ms is not None and abs(target - self._offset_ms) > self._reset_ms:
+                # The node clock stepped: old samples describe another clock.
+                self._samples.clear()
+                self._samples.append(sample)
+                target = sample.offset * 1000.0
                 self._offset_ms = target
+            elif self._offset_ms is None or len(self._samples) <= self._best:
+                self._offset_ms = target  # warming, or its last sample: no smoothing yet
             else:
                 self._offset_ms += self._alpha * (target - self._offset_ms)
             return self._offset_ms

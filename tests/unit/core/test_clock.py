@@ -82,3 +82,27 @@ def test_event_times(tz, offset):
 def test_event_times_refuses_naive():
     with pytest.raises(ValueError):
         clock.event_times(datetime(2026, 1, 1), 0, "UTC")
+
+
+def test_a_slow_first_exchange_does_not_linger():
+    """A cold connection's first round trip is slow (400 ms, all of it on the way back):
+    its offset is 200 ms wrong.  The quick samples that follow bound the error by their
+    own round trip at once, with no smoothing from the bad first one."""
+    est = clock.DriftEstimator()
+    ahead = 90.0  # the node clock is 90 s fast: the correction is -90 s
+    assert est.warming
+    est.add(1000.0 + ahead, 1000.0, 1000.4 + ahead)  # server answered at once; 400 ms back
+    assert est.offset_ms == pytest.approx(-ahead * 1000 - 200, abs=1)
+    t = 1001.0
+    for _ in range(4):
+        est.add(t + ahead, t + 0.005, t + 0.010 + ahead)
+        t += 0.2
+    assert not est.warming
+    assert est.offset_ms == pytest.approx(-ahead * 1000, abs=5)
+
+
+def test_warming_trusts_the_lowest_round_trip():
+    est = clock.DriftEstimator(best=5)
+    est.add(10.0, 10.010, 10.020)  # 20 ms round trip, offset 0
+    est.add(11.0, 11.300, 11.400)  # 400 ms round trip, offset +100 ms
+    assert est.warming and est.offset_ms == pytest.approx(0.0, abs=0.001)
