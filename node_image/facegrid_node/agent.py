@@ -78,7 +78,8 @@ class NodeAgent:
             rule=SendRule(settings.send_distance, settings.resend_interval_s),
             gate=DarknessGate(settings.dark_threshold, settings.dark_window),
             motion=MotionDetector(settings.motion_threshold), idle=self.idle,
-            detect_every=settings.detect_every, observe=m.observe)
+            detect_every=settings.detect_every,
+            background_embed=settings.embed_in_background, observe=m.observe)
         src = source or open_source(settings.camera, loop=settings.loop,
                                     realtime=settings.realtime, fps=settings.source_fps,
                                     timeout_s=settings.camera_timeout_s,
@@ -303,6 +304,10 @@ class NodeAgent:
             return
         self.running = False
         self.camera.close()
+        try:  # the faces of the embedding batch in flight still go out
+            self._send(self.pipeline.close())
+        except Exception:
+            log.exception("the last embedding batch failed; its faces are not sent")
         self.publisher.close()
         if self.heartbeat:
             self.heartbeat.stop()

@@ -68,6 +68,9 @@ class NodeSettings(RedisSettings):
     threads: int = Field(0, ge=0, le=256, description="Inference threads (0: cores − 1, at "
                          "least 1).")
     embed_batch: int = Field(16, ge=1, le=256, description="Most faces per embedding run.")
+    embed_in_background: bool = Field(True, description="Embed on a second thread while the "
+                                      "next frames are detected (uses a second core; false: "
+                                      "embed in the frame's own step).")
 
     # --- quality and idle ---------------------------------------------------
     dark_threshold: float = Field(25.0, ge=0, le=255, description="Mean brightness below "

@@ -1,11 +1,18 @@
 """Retention: sightings, presences and repeat strangers older than the retention are deleted.
 
+Age counts from the ARRIVAL, never from a time a node supplies: every row is
+judged by its ``received_at``, the worker's clock when it stored the row (for a
+presence or a stranger: when it last stored an event of it).  A node whose clock
+says 2099 cannot keep rows for ever, nor one saying 1999 get them deleted at
+once.  (Not the stream entry id time: a client may XADD with an explicit id, and
+on a new stream that can be 1970.)
+
 ``purge_sightings`` deletes in bounded batches (short transactions, so the
 worker's inserts are never blocked for long); ``retention_loop`` runs it
 periodically inside the API server as an asyncio task (the blocking database
 work runs in a thread).  Presences (with their aggregate embeddings) and
-repeat strangers (pseudo-ids with an embedding) last seen before the cutoff
-go too.  Attendance rows are the record and are kept.
+repeat strangers (pseudo-ids with an embedding) last received before the
+cutoff go too.  Attendance rows are the record and are kept.
 """
 
 from __future__ import annotations
@@ -29,11 +36,11 @@ def cutoff(days: float, now: datetime | None = None) -> datetime:
 
 def purge_sightings(sessions: sessionmaker[Session], older_than: datetime, *,
                     batch: int = 5000) -> int:
-    """Delete sightings with corrected_utc < older_than; returns how many were deleted."""
+    """Delete sightings received before ``older_than``; returns how many were deleted."""
     total = 0
     while True:
         with sessions() as s:
-            ids = s.scalars(select(Sighting.id).where(Sighting.corrected_utc < older_than)
+            ids = s.scalars(select(Sighting.id).where(Sighting.received_at < older_than)
                             .order_by(Sighting.id).limit(batch)).all()
             if not ids:
                 return total
@@ -44,12 +51,12 @@ def purge_sightings(sessions: sessionmaker[Session], older_than: datetime, *,
 
 def purge_presences(sessions: sessionmaker[Session], older_than: datetime, *,
                     batch: int = 5000) -> int:
-    """Delete presences and strangers last seen before ``older_than``; returns how many."""
+    """Delete presences and strangers last received before ``older_than``; returns how many."""
     total = 0
     for model in (Presence, Stranger):
         while True:
             with sessions() as s:
-                ids = s.scalars(select(model.id).where(model.last_seen < older_than)
+                ids = s.scalars(select(model.id).where(model.received_at < older_than)
                                 .order_by(model.id).limit(batch)).all()
                 if not ids:
                     break

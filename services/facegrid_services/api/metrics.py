@@ -45,8 +45,15 @@ REVOKED_KNOWN = Gauge(
     "facegrid_server_revoked_tokens", "Revoked token ids known to this server.")
 DEAD_LETTERS_REPLAYED = Counter(
     "facegrid_server_dead_letters_replayed_total", "Dead letters put back on the events stream.")
+DEAD_LETTERS_ERASED = Counter(
+    "facegrid_server_dead_letters_erased_total",
+    "Dead letters deleted because they matched a person being erased.")
+ERASE_DEAD_LETTERS_FAILED = Counter(
+    "facegrid_server_erase_dead_letters_failures_total",
+    "Erasures whose dead-letter scan failed (Redis unreachable); those expire by age.")
 RETENTION_DELETED = Counter(
-    "facegrid_server_retention_deleted_total", "Sightings deleted by the retention job.")
+    "facegrid_server_retention_deleted_total",
+    "Sightings, presences and strangers deleted by the retention job.")
 RETENTION_RUNS = Counter(
     "facegrid_server_retention_runs_total", "Retention job runs, by outcome.", ["outcome"])
 ROLE_FORBIDDEN = Counter(

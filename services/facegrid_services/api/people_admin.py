@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from facegrid import keys, wire
 from facegrid.errors import FacegridError
+from facegrid_services import dead_letters
 from facegrid_services.notify import webhooks as notify_webhooks
 from facegrid_services.store import queries
 from facegrid_services.store.models import Attendance, Embedding, Person, Presence, Sighting
@@ -146,9 +147,21 @@ def delete_embedding(session: Session, person: Person, embedding_id: int) -> boo
     return result.rowcount > 0
 
 
-def erase_person(session: Session, person: Person) -> dict[str, int]:
-    """Delete the person with every embedding, presence, sighting, attendance row and
-    notification about them (one transaction)."""
+def erase_person(session: Session, person: Person, r: redis.Redis) -> ErasedOut:
+    """The whole erasure: the person with every embedding, presence, sighting,
+    attendance row and notification about them (one transaction); then the workers
+    are told (they drop the person within seconds); then the dead letters that match
+    the person are deleted (:mod:`facegrid_services.dead_letters`)."""
+    pid = person.id
+    traces = dead_letters.person_traces(session, pid)  # before the rows go
+    counts = delete_person_rows(session, person)
+    notified = announce(r, "erased", pid)
+    return ErasedOut(person_id=pid, workers_notified=notified,
+                     dead_letters=erase_dead_letters(r, traces), **counts)
+
+
+def delete_person_rows(session: Session, person: Person) -> dict[str, int]:
+    """Delete the person and every row about them (one transaction); counts by kind."""
     pid = person.id
     counts = {
         "embeddings": session.scalar(
@@ -171,5 +184,17 @@ def erase_person(session: Session, person: Person) -> dict[str, int]:
     return {k: int(v or 0) for k, v in counts.items()}
 
 
-def erased_out(person_id: int, counts: dict[str, int], notified: bool) -> ErasedOut:
-    return ErasedOut(person_id=person_id, workers_notified=notified, **counts)
+def erase_dead_letters(r: redis.Redis, traces: dead_letters.PersonTraces) -> int | None:
+    """The person's dead letters deleted (None, logged and counted, if Redis failed)."""
+    try:
+        n = dead_letters.erase(r, traces)
+    except redis.RedisError as e:
+        metrics.ERASE_DEAD_LETTERS_FAILED.inc()
+        log.error("dead letters of erased person %d not deleted (they expire with the "
+                  "dead-letter age): %s", traces.person_id, e)
+        return None
+    metrics.DEAD_LETTERS_ERASED.inc(n)
+    if n:
+        log.info("erased person %d: %d dead letters deleted", traces.person_id, n)
+    return n
+

@@ -104,6 +104,9 @@ class ErasedOut(BaseModel):
     sightings: int
     attendance: int
     presences: int = 0
+    #: Dead letters matched to the person and deleted (facegrid_services.dead_letters);
+    #: None: Redis failed, they expire with FACEGRID_DEAD_LETTER_MAX_AGE_S.
+    dead_letters: int | None = 0
     workers_notified: bool
 
 

@@ -24,7 +24,9 @@ class ServerSettings(AdminTokenSettings, SiteSettings, VerifierSettings, StoreSe
     port: int = Field(default=8000, ge=1, le=65535,
         description="Port of the API, the dashboard and /metrics.")
     retention_days: float = Field(default=90.0, ge=0,
-        description="Sightings older than this many days are deleted (0 keeps them for ever).")
+        description="Sightings, presences and strangers received (by the worker's clock, never "
+                    "the node's) longer ago than this many days are deleted (0 keeps them for "
+                    "ever).")
     retention_interval_s: float = Field(default=3600.0, gt=0,
         description="How often the retention job runs.")
     heartbeat_interval_s: float = Field(

@@ -152,6 +152,11 @@ class Stranger(Base):
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     nodes: Mapped[list] = mapped_column(JSON, default=list)
+    #: When the worker last linked a presence to it (server clock): retention counts
+    #: from here, never from ``last_seen`` (a node's clock).
+    #: (Nullable in the schema only: migration 0007 added it in place; never NULL.)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True,
+                                                  nullable=True)
 
 
 class Presence(Base):
@@ -168,6 +173,7 @@ class Presence(Base):
         Index("ix_presences_last_seen", "last_seen"),
         Index("ix_presences_status_last_seen", "status", "last_seen"),
         Index("ix_presences_person_first_seen", "person_id", "first_seen"),
+        Index("ix_presences_received_at", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
@@ -197,6 +203,10 @@ class Presence(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     stranger_id: Mapped[int | None] = mapped_column(
         ForeignKey("strangers.id", ondelete="SET NULL"), nullable=True, index=True)
+    #: When the worker last stored an event of it (server clock): retention counts from
+    #: here, never from ``last_seen`` (a node's clock: 2099 would keep it for ever).
+    #: (Nullable in the schema only: migration 0007 added it in place; never NULL.)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=True)
 
 
 class Sighting(Base):
@@ -206,6 +216,7 @@ class Sighting(Base):
     __table_args__ = (
         Index("ix_sightings_person_time", "person_id", "corrected_utc"),
         Index("ix_sightings_node_time", "node_id", "corrected_utc"),
+        Index("ix_sightings_received_at", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
@@ -230,6 +241,7 @@ class Sighting(Base):
     box: Mapped[list] = mapped_column(JSON)
     det_confidence: Mapped[float] = mapped_column(Float)
     quality: Mapped[dict] = mapped_column(JSON)
+    #: When the worker stored it (server clock, never the node's): retention counts from here.
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: The presence this event belongs to (NULL: stored before presences existed
     #: and not backfilled, or the presence was erased).

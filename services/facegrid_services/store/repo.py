@@ -296,7 +296,8 @@ _PRESENCE_COLS = ("id", "node_id", "track_id", "status", "person_id", "locked", 
 
 
 def lock_presences(conn: Connection, first_seen: dict[pres.Key, datetime], *, model: str,
-                   threshold: float) -> dict[pres.Key, pres.Tracked]:
+                   threshold: float, received_at: datetime | None = None,
+                   ) -> dict[pres.Key, pres.Tracked]:
     """The presences of ``first_seen``'s keys, created (pending) where missing, locked.
 
     Rows are created with ``INSERT … ON CONFLICT (node_id, track_id) DO NOTHING``
@@ -306,12 +307,13 @@ def lock_presences(conn: Connection, first_seen: dict[pres.Key, datetime], *, mo
     """
     if not first_seen:
         return {}
+    received_at = received_at or datetime.now(UTC)
     pc = Presence.__table__.c
     ins = (_insert(conn, Presence.__table__)
            .values([{"node_id": n, "track_id": t, "status": pres.PENDING, "locked": False,
                      "first_seen": at, "last_seen": at, "frames": 0, "events": 0,
                      "score": -1.0, "best_score": -1.0, "threshold": threshold, "model": model,
-                     "weight": 0.0, "history": []}
+                     "weight": 0.0, "history": [], "received_at": received_at}
                     for (n, t), at in sorted(first_seen.items())])
            .on_conflict_do_nothing(index_elements=["node_id", "track_id"]))
     conn.execute(ins)
@@ -342,8 +344,11 @@ def lock_presences(conn: Connection, first_seen: dict[pres.Key, datetime], *, mo
 
 
 def save_presences(conn: Connection, tracked: dict[pres.Key, pres.Tracked], *, threshold_of,
-                   confirmed_now: dict[int, datetime]) -> int:
-    """Write the presences' new state (one ``executemany``); ``threshold_of(node_id)``."""
+                   confirmed_now: dict[int, datetime], received_at: datetime | None = None) -> int:
+    """Write the presences' new state (one ``executemany``); ``threshold_of(node_id)``.
+
+    ``received_at`` (the worker's clock, default now) is what retention counts from."""
+    received_at = received_at or datetime.now(UTC)
     pt = Presence.__table__
     stmt = (pt.update().where(pt.c.id == bindparam("pid"))
             .values(status=bindparam("status"), person_id=bindparam("person_id"),
@@ -352,7 +357,7 @@ def save_presences(conn: Connection, tracked: dict[pres.Key, pres.Tracked], *, t
                     events=bindparam("events"), score=bindparam("score"),
                     best_score=bindparam("best_score"), threshold=bindparam("threshold"),
                     aggregate=bindparam("aggregate"), weight=bindparam("weight"),
-                    history=bindparam("history"),
+                    history=bindparam("history"), received_at=bindparam("received_at"),
                     confirmed_at=func.coalesce(pt.c.confirmed_at, bindparam("confirmed_at"))))
     params = [{
         "pid": t.id, "status": t.state.status, "person_id": t.state.person_id,
@@ -362,7 +367,7 @@ def save_presences(conn: Connection, tracked: dict[pres.Key, pres.Tracked], *, t
         "aggregate": None if t.aggregate is None else
         np.ascontiguousarray(t.aggregate, "<f4").tobytes(),
         "weight": t.weight, "history": pres.history_json(t.state.history),
-        "confirmed_at": confirmed_now.get(t.id),
+        "confirmed_at": confirmed_now.get(t.id), "received_at": received_at,
     } for key, t in sorted(tracked.items())]
     if params:
         conn.execute(stmt, params)
@@ -428,7 +433,8 @@ def _insert(conn: Connection, table):
 
 
 def link_strangers(conn: Connection, items: Sequence[tuple[int, np.ndarray, datetime, str]], *,
-                   model: str, threshold: float) -> dict[int, int]:
+                   model: str, threshold: float,
+                   received_at: datetime | None = None) -> dict[int, int]:
     """Give each newly confirmed unknown presence a stranger pseudo-id.
 
     ``items``: ``(presence id, unit aggregate, time, node)``.  A presence whose
@@ -439,6 +445,7 @@ def link_strangers(conn: Connection, items: Sequence[tuple[int, np.ndarray, date
     """
     if not items:
         return {}
+    received_at = received_at or datetime.now(UTC)
     st = Stranger.__table__
     rows = conn.execute(select(st.c.id, st.c.vector, st.c.presences, st.c.nodes,
                                st.c.first_seen, st.c.last_seen)
@@ -461,7 +468,8 @@ def link_strangers(conn: Connection, items: Sequence[tuple[int, np.ndarray, date
         if k < 0:
             new = conn.execute(st.insert().values(
                 model=model, vector=agg.astype("<f4").tobytes(), presences=1, first_seen=at,
-                last_seen=at, nodes=[node]).returning(st.c.id)).scalar_one()
+                last_seen=at, nodes=[node], received_at=received_at,
+            ).returning(st.c.id)).scalar_one()
             ids.append(int(new))
             vecs.append(agg)
             counts.append(1)
@@ -479,7 +487,8 @@ def link_strangers(conn: Connection, items: Sequence[tuple[int, np.ndarray, date
     for k in sorted(dirty):
         conn.execute(st.update().where(st.c.id == ids[k]).values(
             vector=vecs[k].astype("<f4").tobytes(), presences=counts[k],
-            nodes=sorted(nodes[k]), first_seen=seen[k][0], last_seen=seen[k][1]))
+            nodes=sorted(nodes[k]), first_seen=seen[k][0], last_seen=seen[k][1],
+            received_at=received_at))
     pt = Presence.__table__
     conn.execute(pt.update().where(pt.c.id == bindparam("pid")).values(
         stranger_id=bindparam("sid")), [{"pid": p, "sid": sid} for p, sid in out.items()])

@@ -170,7 +170,7 @@ class Store:
                 key = (p.node_id, p.track_id)
                 first[key] = min(first.get(key, a.event.corrected_at), a.event.corrected_at)
             tracked = repo.lock_presences(conn, first, model=gallery.model or "",
-                                          threshold=rules.threshold)
+                                          threshold=rules.threshold, received_at=received)
             before = {k: (t.state.status, t.state.person_id) for k, t in tracked.items()}
             outcomes, confirmed = presence.plan(
                 [presence.Seen((a.event.payload.node_id, a.event.payload.track_id),
@@ -192,7 +192,8 @@ class Store:
                     (p.quality.brightness, p.quality.blur), received, o.presence_id))
             inserted = repo.insert_sightings(conn, rows)
             repo.save_presences(conn, tracked, threshold_of=rules.threshold_for,
-                                confirmed_now={tracked[k].id: at for k, at in confirmed})
+                                confirmed_now={tracked[k].id: at for k, at in confirmed},
+                                received_at=received)
             unknown = 0
             for a, o in decided:
                 p = a.event.payload
@@ -210,7 +211,7 @@ class Store:
                 repo.link_strangers(
                     conn, [(tracked[k].id, gallery.project(tracked[k].aggregate), at, k[0])
                            for k, at in confirmed if tracked[k].aggregate is not None],
-                    model=gallery.model, threshold=rules.threshold)
+                    model=gallery.model, threshold=rules.threshold, received_at=received)
             if confirmed:
                 new_alerts, alerts = repo.raise_presence_alerts(
                     conn, [(at, k[0]) for k, at in confirmed], count=self.intruder_count,

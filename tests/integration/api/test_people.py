@@ -195,7 +195,8 @@ def test_erase_person_completely(api, make_sighting):
     r = api.client.delete(f"{API_PREFIX}/people/{ada['id']}", headers=api.admin)
     assert r.status_code == 200, r.text
     assert r.json() == {"person_id": ada["id"], "embeddings": 2, "sightings": 2,
-                        "attendance": 1, "presences": 0, "workers_notified": True}
+                        "attendance": 1, "presences": 0, "dead_letters": 0,
+                        "workers_notified": True}
     assert listener.messages() == [{"change": "erased", "person_id": ada["id"]}]
 
     assert api.client.get(f"{API_PREFIX}/people/{ada['id']}", headers=api.admin).status_code == 404

@@ -81,7 +81,8 @@ def test_server_runs_retention_in_its_lifespan(database_url, redis_url, signing_
                        local_time="2020-01-01T00:00:00+00:00", timezone="UTC",
                        timezone_offset="+00:00", drift_offset_ms=0.0,
                        corrected_utc=datetime(2020, 1, 1, tzinfo=UTC), track_id=1, box=[0, 0, 1, 1],
-                       det_confidence=0.9, quality={"brightness": 1, "blur": 1}))
+                       det_confidence=0.9, quality={"brightness": 1, "blur": 1},
+                       received_at=datetime(2020, 1, 1, tzinfo=UTC)))
         s.commit()
     with TestClient(app) as client:
         for _ in range(100):

@@ -226,6 +226,30 @@ def test_dead_letters_are_capped_with_an_eviction_count(wh, settings, store, nod
     assert _metric("facegrid_worker_dead_letters_evicted_total", reason="maxlen") == before + 15
 
 
+def test_dead_letters_expire_after_their_age(wh, settings, store, node, redis_server):
+    """Dead letters hold embeddings: the worker deletes them after dead_letter_max_age_s,
+    aged by their own stream id (when the worker dead-lettered them), and counts them."""
+    client = redis_server.client()
+    settings = settings.model_copy(update={"dead_letter_max_age_s": 3 * 86400.0,
+                                           "trim_interval_s": 0.2})
+    now_ms = int(time.time() * 1000)
+    fields = {"reason": "bad_json", "detail": "x", "source_id": "1-0", "payload": b"{"}
+    old = [client.xadd(keys.DEAD_LETTER_STREAM, fields, id=f"{now_ms - d * 86_400_000}-0")
+           for d in (8, 4)]
+    young = [client.xadd(keys.DEAD_LETTER_STREAM, fields, id=f"{now_ms - 2 * 86_400_000}-0")]
+    before = _metric("facegrid_worker_dead_letters_evicted_total", reason="expired")
+    bad = node.entry(unit_vectors(1, np.random.default_rng(8))[0])
+    bad["embedding"] = bad["embedding"][:-4]
+    (fresh,) = _xadd(client, [bad])
+    with wh.running(Worker(settings)):
+        wh.wait_for(lambda: fresh in _dead(client) and client.xlen(keys.DEAD_LETTER_STREAM) == 2,
+                    timeout=30, what="the old dead letters expired")
+    left = client.xrange(keys.DEAD_LETTER_STREAM)
+    assert [sid for sid, _ in left][:1] == young and left[1][1][b"source_id"] == fresh.encode()
+    assert not set(old) & {sid for sid, _ in left}
+    assert _metric("facegrid_worker_dead_letters_evicted_total", reason="expired") == before + 2
+
+
 # --- 4. take-over of a SIGKILLed worker ----------------------------------------------
 
 

@@ -80,12 +80,10 @@ def update_person(person_id: PersonId, body: PersonUpdate, session: DbSession,
 
 
 @router.delete("/{person_id}", response_model=ErasedOut, dependencies=[Admin],
-               summary="Erase a person completely: embeddings, sightings, attendance")
+               summary="Erase a person completely: embeddings, sightings, attendance, dead letters")
 def erase_person(person_id: PersonId, session: DbSession, ctx: Ctx) -> ErasedOut:
     person = _get(session, person_id)
-    counts = people_admin.erase_person(session, person)
-    notified = people_admin.announce(ctx.redis, "erased", person_id)
-    return people_admin.erased_out(person_id, counts, notified)
+    return people_admin.erase_person(session, person, ctx.redis)
 
 
 @router.get("/{person_id}/embeddings", response_model=list[EmbeddingOut],
