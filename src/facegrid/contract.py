@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from facegrid.types import ZONE_NAME_MAX, ModelId, NodeId
+from facegrid.types import ZONE_NAME_MAX, IsoDateTime, ModelId, NodeId
 
 API_PREFIX = "/api/v1"
 
@@ -72,7 +72,7 @@ class RevokeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     jti: str = Field(min_length=1, max_length=64)
     node_id: NodeId | None = None
-    expires_at: datetime | None = Field(default=None, description="Token expiry (UTC)")
+    expires_at: IsoDateTime | None = Field(default=None, description="Token expiry (UTC)")
     reason: str = Field(default="", max_length=200)
 
 
@@ -81,7 +81,7 @@ class NodeRevokeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     node_id: str = Field(min_length=1, max_length=63)
-    not_before: datetime = Field(description="Tokens issued (iat) before this are refused")
+    not_before: IsoDateTime = Field(description="Tokens issued (iat) before this are refused")
     reason: str = Field(default="", max_length=200)
 
 

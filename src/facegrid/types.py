@@ -17,11 +17,12 @@ zone data than the worker must not lose its events.
 from __future__ import annotations
 
 import re
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, StringConstraints
 
 #: DNS-1123 label: a node id is the CameraNode's name, so Kubernetes' rule.
 NODE_ID_PATTERN = r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"
@@ -105,3 +106,28 @@ HttpUrl = Annotated[str, StringConstraints(pattern=HTTP_URL_PATTERN)]
 #: A known IANA time zone name (see the module docstring for the rule).
 IanaZone = Annotated[str, StringConstraints(max_length=ZONE_NAME_MAX),
                      AfterValidator(check_zone)]
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _iso_datetime(value):
+    """Only ISO-8601 text (or a datetime): pydantic would read "0.5" as a Unix time."""
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_DATETIME.match(value)):
+        return value
+    raise ValueError("must be an ISO-8601 date and time, e.g. 2026-12-02T08:00:00Z")
+
+
+def _iso_date(value):
+    """Only YYYY-MM-DD (or a date): pydantic would read 0 as 1970-01-01."""
+    if (isinstance(value, date) and not isinstance(value, datetime)) or (
+            isinstance(value, str) and _ISO_DATE.match(value)):
+        return value
+    raise ValueError("must be a date YYYY-MM-DD")
+
+
+#: A date-time given as ISO-8601 text (what the OpenAPI format date-time promises).
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_datetime)]
+#: A calendar date given as YYYY-MM-DD.
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]

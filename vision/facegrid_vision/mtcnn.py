@@ -105,15 +105,16 @@ def area_crops(table: np.ndarray, img_idx: np.ndarray, y0: np.ndarray, x0: np.nd
     _, th, tw, c = table.shape
     ys, ye = _bins(y0, hh, oh)  # (k, oh)
     xs, xe = _bins(x0, ww, ow)  # (k, ow)
-    base = np.asarray(img_idx, np.int64)[:, None, None] * (th * tw)
-    flat = table.reshape(-1, c)
-
-    def at(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-        return flat[base + y[:, :, None] * tw + x[:, None, :]]
-
-    s = at(ye, xe) - at(ys, xe) - at(ye, xs) + at(ys, xs)
+    base = np.asarray(img_idx, np.int64)[:, None] * (th * tw)
+    rows = np.stack([base + ye * tw, base + ys * tw])  # (2, k, oh): bottom, top edges
+    cols = np.stack([xe, xs])  # (2, k, ow): right, left edges
+    # The four corners of every output cell in one gather: (2, 2, k, oh, ow, c).
+    idx = rows[:, None, :, :, None] + cols[None, :, :, None, :]
+    g = table.reshape(-1, c).take(idx.reshape(-1), axis=0).reshape(*idx.shape, c)
+    s = (g[0, 0] - g[0, 1] - g[1, 0] + g[1, 1]).astype(np.float32)
     count = ((ye - ys)[:, :, None] * (xe - xs)[:, None, :]).astype(np.float32)
-    return s.astype(np.float32) / count[..., None]
+    s /= count[..., None]
+    return s
 
 
 def _standardise_nchw(x: np.ndarray) -> np.ndarray:
@@ -126,6 +127,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
     """torchvision ``nms``: IoU without the +1, indices by decreasing score."""
     if len(boxes) == 0:
         return np.zeros((0,), np.int64)
+    if len(boxes) <= NMS_MATRIX_MAX:
+        return _nms_matrix(boxes, scores, threshold)
     x1, y1, x2, y2 = (boxes[:, i] for i in range(4))
     area = (x2 - x1) * (y2 - y1)
     order = np.argsort(-scores, kind="stable")
@@ -137,9 +140,36 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
         w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
         h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
         inter = w * h
-        iou = inter / (area[i] + area[rest] - inter)
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 never suppresses
+            iou = inter / (area[i] + area[rest] - inter)
         order = rest[~(iou > threshold)]
     return np.asarray(keep, np.int64)
+
+
+#: Up to this many boxes NMS computes all pairwise IoUs at once (n² floats: 1000 boxes
+#: ≈ 4 MB per temporary); beyond, the pairwise loop keeps memory linear.
+NMS_MATRIX_MAX = 1000
+
+
+def _nms_matrix(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """:func:`nms` from one pairwise IoU matrix: the same arithmetic, so the same
+    result, with one numpy operation per kept box instead of seven."""
+    order = np.argsort(-scores, kind="stable")
+    b = boxes[order]
+    x1, y1, x2, y2 = (b[:, i] for i in range(4))
+    area = (x2 - x1) * (y2 - y1)
+    w = np.maximum(0.0, np.minimum(x2[:, None], x2[None]) - np.maximum(x1[:, None], x1[None]))
+    h = np.maximum(0.0, np.minimum(y2[:, None], y2[None]) - np.maximum(y1[:, None], y1[None]))
+    inter = w * h
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 (empty boxes) never suppresses
+        over = inter / (area[:, None] + area[None] - inter) > threshold
+    dead = np.zeros(len(order), bool)
+    keep = []
+    for i in range(len(order)):
+        if not dead[i]:
+            keep.append(i)
+            dead |= over[i]
+    return order[np.asarray(keep, np.int64)]
 
 
 def batched_nms(boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray,

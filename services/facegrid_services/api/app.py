@@ -14,10 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import redis
-from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from facegrid import __version__
@@ -25,7 +24,7 @@ from facegrid.contract import API_PREFIX
 from facegrid.tokens import TokenVerifier
 from facegrid_services.retention import retention_loop
 
-from . import metrics
+from . import errors, metrics, openapi
 from .audit import AuditMiddleware
 from .deps import ServerContext
 from .guard import RequestGuard
@@ -86,41 +85,6 @@ class MetricsMiddleware:
                                     f"{sent.status // 100}xx").inc()
 
 
-def _error(code: int, detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=code)
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(IntegrityError)
-    async def _integrity(_req: Request, exc: IntegrityError):
-        log.info("integrity error: %s", exc.orig)
-        return _error(status.HTTP_409_CONFLICT,
-                      "conflicts with existing data (a unique value is already taken)")
-
-    @app.exception_handler(DataError)
-    async def _data(_req: Request, exc: DataError):
-        log.info("data error: %s", exc.orig)
-        return _error(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                      "a value cannot be stored (bad characters or out of range)")
-
-    @app.exception_handler(OperationalError)
-    async def _db_down(_req: Request, exc: OperationalError):
-        log.error("database error: %s", exc.orig)
-        return _error(status.HTTP_503_SERVICE_UNAVAILABLE, "the database is unavailable")
-
-    @app.exception_handler(StatementError)
-    async def _statement(_req: Request, exc: StatementError):
-        if isinstance(exc.orig, (ValueError, OverflowError)):
-            return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid value: {exc.orig}")
-        raise exc
-
-    @app.exception_handler(redis.ConnectionError)
-    @app.exception_handler(redis.TimeoutError)
-    async def _redis_down(_req: Request, exc: redis.RedisError):
-        log.error("redis unavailable: %s", exc)
-        return _error(status.HTTP_503_SERVICE_UNAVAILABLE, "Redis is unavailable")
-
-
 def create_app(
     settings: ServerSettings,
     *,
@@ -176,7 +140,8 @@ def create_app(
                        auth_failures_max=settings.auth_failures_max,
                        auth_failure_window_s=settings.auth_failure_window_s)
     app.add_middleware(MetricsMiddleware)
-    _install_error_handlers(app)
+    errors.install(app)
+    openapi.install(app)
     app.include_router(health.router)
     for module in (nodes, people, sightings, presences, attendance, alerts, stream, tokens,
                    api_tokens, groups, schedules, statuses, webhooks):

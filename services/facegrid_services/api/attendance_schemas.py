@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from facegrid.types import IanaZone
+from facegrid.types import IanaZone, IsoDate, IsoDateTime
 
 from .schemas import PrintableName
 
@@ -53,7 +53,7 @@ class GroupOut(GroupIn):
 
 
 class ClosureIn(BaseModel):
-    day: date
+    day: IsoDate
     name: Annotated[str, Field(max_length=200)] = ""
     schedule_id: Annotated[int | None, Field(ge=1, le=2**31 - 1,
                                              description="None: the whole site")] = None
@@ -65,10 +65,10 @@ class ClosureOut(ClosureIn):
 
 class CorrectionIn(BaseModel):
     person_id: Annotated[int, Field(ge=1, le=2**31 - 1)]
-    day: Annotated[date, Field(description="The site-local day corrected")]
+    day: Annotated[IsoDate, Field(description="The site-local day corrected")]
     kind: Literal["set_check_in", "set_check_out", "add_visit", "void"]
-    at: datetime
-    until: datetime | None = None
+    at: IsoDateTime
+    until: IsoDateTime | None = None
     reason: Reason
 
     @model_validator(mode="after")

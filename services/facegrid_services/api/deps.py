@@ -108,6 +108,7 @@ def require_role(needed: Role) -> Callable[[Principal], Principal]:
         return principal
 
     _check.__name__ = f"require_{needed.value}"
+    _check.needed_role = needed  # type: ignore[attr-defined]  (read by openapi.py)
     return _check
 
 

@@ -34,6 +34,7 @@ from facegrid.contract import API_PREFIX
 from facegrid.tokens import TokenError, TokenReason
 
 from . import api_tokens, metrics
+from .errors import Reason, error_body
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,10 @@ class FailureThrottle:
             self._clients.popitem(last=False)
 
 
-async def _respond(send, code: int, detail: str, headers: dict[str, str] | None = None) -> None:
-    body = json.dumps({"detail": detail}).encode()
+async def _respond(send, code: int, detail: str, headers: dict[str, str] | None = None,
+                   reason: Reason | None = None) -> None:
+    """An error reply in the API's one shape (errors.ErrorOut), written before any route."""
+    body = json.dumps(error_body(code, detail, reason)).encode()
     hdrs = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     hdrs += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": code, "headers": hdrs})
@@ -134,7 +137,7 @@ class RequestGuard:
         if wait > 0:
             metrics.AUTH_THROTTLED.inc()
             await _respond(send, 429, "too many failed authentications: try again later",
-                           {"Retry-After": str(int(wait) + 1)})
+                           {"Retry-After": str(int(wait) + 1)}, Reason.auth_throttled)
             return
 
         async def _send(message) -> None:

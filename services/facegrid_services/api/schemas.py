@@ -294,7 +294,7 @@ class ApiTokenCreate(BaseModel):
                                pattern=TOKEN_NAME_PATTERN)]
     role: Literal["admin", "operator", "viewer"]
     #: When the token stops working (UTC); none = never.
-    expires_at: datetime | None = None
+    expires_at: types.IsoDateTime | None = None
 
 
 class ApiTokenOut(BaseModel):

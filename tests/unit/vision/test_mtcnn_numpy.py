@@ -97,3 +97,23 @@ def test_onnxruntime_telemetry_is_off(monkeypatch):
     import os
 
     assert os.environ["ORT_DISABLE_TELEMETRY"] == "1"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_nms_matrix_and_loop_agree(seed, monkeypatch):
+    """Small inputs use one IoU matrix, large ones the pairwise loop: same answers,
+    ties and empty boxes included."""
+    rng = np.random.default_rng(seed)
+    for n in (1, 2, 17, 90, 300):
+        xy = rng.uniform(0, 300, (n, 2)).astype(np.float32)
+        side = rng.uniform(0, 80, (n, 2)).astype(np.float32)
+        side[::7] = 0  # empty boxes: 0/0 never suppresses
+        boxes = np.concatenate([xy, xy + side], axis=1)
+        scores = rng.uniform(0, 1, n).astype(np.float32)
+        scores[: n // 3] = 0.5  # ties keep their input order
+        for threshold in (0.5, 0.7):
+            matrix = mtcnn.nms(boxes, scores, threshold)
+            monkeypatch.setattr(mtcnn, "NMS_MATRIX_MAX", 0)
+            loop = mtcnn.nms(boxes, scores, threshold)
+            monkeypatch.undo()
+            assert matrix.tolist() == loop.tolist()

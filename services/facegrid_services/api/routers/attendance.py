@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
-from facegrid.types import zone
+from facegrid.types import IsoDate, zone
 from facegrid_services.store import queries
 
 from .. import report
@@ -33,9 +33,9 @@ def _day(value: date | None, name: str) -> date | None:
 def attendance(
     ctx: Ctx,
     session: DbSession,
-    day: Annotated[date | None, Query(description="One site-local day (YYYY-MM-DD)")] = None,
-    start: Annotated[date | None, Query(description="First day (inclusive)")] = None,
-    end: Annotated[date | None, Query(description="Last day (inclusive)")] = None,
+    day: Annotated[IsoDate | None, Query(description="One site-local day (YYYY-MM-DD)")] = None,
+    start: Annotated[IsoDate | None, Query(description="First day (inclusive)")] = None,
+    end: Annotated[IsoDate | None, Query(description="Last day (inclusive)")] = None,
     person_id: OptPersonId = None,
     tz: Annotated[str | None, Query(max_length=64,
                                     description="IANA zone for the local times "

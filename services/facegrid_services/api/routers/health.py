@@ -8,6 +8,7 @@ import redis
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -17,13 +18,22 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="The process is alive")
-def healthz() -> dict:
-    return {"status": "ok"}
+class AliveOut(BaseModel):
+    status: str = "ok"
 
 
-@router.get("/readyz", summary="Redis and the database are reachable",
-            responses={503: {"description": "a dependency is unreachable"}})
+class ReadyOut(BaseModel):
+    status: str = Field(description="ready | not ready")
+    checks: dict[str, str] = Field(description="database, redis: ok | error: <kind>")
+
+
+@router.get("/healthz", response_model=AliveOut, summary="The process is alive")
+def healthz() -> AliveOut:
+    return AliveOut()
+
+
+@router.get("/readyz", response_model=ReadyOut, summary="Redis and the database are reachable",
+            responses={503: {"model": ReadyOut, "description": "a dependency is unreachable"}})
 def readyz(ctx: Ctx) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
@@ -44,6 +54,8 @@ def readyz(ctx: Ctx) -> JSONResponse:
                         status_code=200 if ready else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}},
+                             "description": "Prometheus text exposition format"}})
 def prometheus_metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from sqlalchemy import update
 
+from facegrid.types import IsoDateTime
 from facegrid_services.store import queries
 from facegrid_services.store.models import Presence, Stranger
 
@@ -34,8 +35,8 @@ def presence_out(p: Presence, name: str | None) -> PresenceOut:
             summary="Presences overlapping a time range, newest first")
 def list_presences(
     session: DbSession,
-    start: Annotated[datetime | None, Query(description="From (UTC, inclusive)")] = None,
-    end: Annotated[datetime | None, Query(description="Until (UTC, exclusive)")] = None,
+    start: Annotated[IsoDateTime | None, Query(description="From (UTC, inclusive)")] = None,
+    end: Annotated[IsoDateTime | None, Query(description="Until (UTC, exclusive)")] = None,
     node_id: OptNodeId = None,
     person_id: OptPersonId = None,
     status_: Annotated[Literal["pending", "recognised", "unknown"] | None,

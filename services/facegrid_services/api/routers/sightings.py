@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from facegrid.types import IsoDateTime
 from facegrid_services.store import queries
 
 from ..deps import DbSession, Viewer
@@ -19,8 +19,8 @@ router = APIRouter(prefix="/sightings", tags=["sightings"], dependencies=[Viewer
 @router.get("", response_model=Page[SightingOut])
 def list_sightings(
     session: DbSession,
-    start: Annotated[datetime | None, Query(description="From (UTC, inclusive)")] = None,
-    end: Annotated[datetime | None, Query(description="Until (UTC, exclusive)")] = None,
+    start: Annotated[IsoDateTime | None, Query(description="From (UTC, inclusive)")] = None,
+    end: Annotated[IsoDateTime | None, Query(description="Until (UTC, exclusive)")] = None,
     node_id: OptNodeId = None,
     person_id: OptPersonId = None,
     recognised: bool | None = None,

@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
-from facegrid.types import zone
+from facegrid.types import IsoDate, zone
 from facegrid_services import attendance_rules as rules
 from facegrid_services import status_report
 from facegrid_services.day_status import CorrectionKind, DayStatus
@@ -34,7 +34,7 @@ from .common import Limit, Offset, OptPersonId, PersonId
 router = APIRouter(tags=["statuses"])
 MAX_DAYS = 366
 _MIN_DAY, _MAX_DAY = date(1970, 1, 1), date(2200, 1, 1)
-Day = Annotated[date, Path(description="Site-local day (YYYY-MM-DD)")]
+Day = Annotated[IsoDate, Path(description="Site-local day (YYYY-MM-DD)")]
 Tz = Annotated[str | None, Query(max_length=64, description="IANA zone for local times "
                                                             "(default: the site's)")]
 _XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -107,8 +107,8 @@ def _people(session, person_id, group_id, limit, offset):
                              "description": "JSON, or a download with format=csv|xlsx"}})
 def statuses(
     ctx: Ctx, session: DbSession,
-    start: Annotated[date, Query(description="First site-local day (inclusive)")],
-    end: Annotated[date, Query(description="Last site-local day (inclusive)")],
+    start: Annotated[IsoDate, Query(description="First site-local day (inclusive)")],
+    end: Annotated[IsoDate, Query(description="Last site-local day (inclusive)")],
     person_id: OptPersonId = None,
     group_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     tz: Tz = None,
@@ -161,7 +161,8 @@ def correction_out(c: Correction) -> CorrectionOut:
 @router.get("/corrections", response_model=Page[CorrectionOut], dependencies=[Viewer])
 def list_corrections(
     session: DbSession, person_id: OptPersonId = None,
-    start: Annotated[date | None, Query()] = None, end: Annotated[date | None, Query()] = None,
+    start: Annotated[IsoDate | None, Query()] = None,
+    end: Annotated[IsoDate | None, Query()] = None,
     limit: Limit = 100, offset: Offset = 0,
 ):
     """The audit trail of corrections, newest first (corrections are never edited)."""

@@ -60,6 +60,7 @@ def dead_letter(entry_id: EntryId, ctx: Ctx) -> DeadLetterOut:
 
 
 @router.post("/dead-letters/{entry_id}/replay", response_model=ReplayOut, dependencies=[Admin],
+             responses={409: {"description": "the dead letter cannot be replayed as it is"}},
              summary="Put a dead letter's original event back on the stream, after a fix")
 def replay(entry_id: EntryId, ctx: Ctx) -> ReplayOut:
     try:
