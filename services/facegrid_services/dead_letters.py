@@ -71,7 +71,7 @@ class PersonTraces:
 
     def match(self, fields: Mapping[Any, Any], threshold: float) -> bool:
         """Whether the dead letter ``fields`` is this person's (see the module's rules)."""
-        payload = _payload(fields)
+        payload = payload_of(fields)
         event_id = payload.get("event_id")
         if isinstance(event_id, str) and event_id in self.event_ids:
             return True
@@ -156,7 +156,8 @@ def _field(fields: Mapping[Any, Any], name: str) -> Any:
     return fields.get(name) if v is None else v
 
 
-def _payload(fields: Mapping[Any, Any]) -> dict:
+def payload_of(fields: Mapping[Any, Any]) -> dict:
+    """The entry's payload JSON as a dict ({} when missing, oversized or not JSON)."""
     raw = _field(fields, "payload")
     if not isinstance(raw, bytes | str) or len(raw) > wire.MAX_PAYLOAD_BYTES:
         return {}
