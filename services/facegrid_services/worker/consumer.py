@@ -47,13 +47,23 @@ from sqlalchemy import Engine, func, select
 from facegrid import keys
 from facegrid.errors import FacegridError
 from facegrid.tokens import TokenVerifier
+from facegrid_services import dead_letters
 from facegrid_services.store import db, repo
 from facegrid_services.store.models import Sighting
 
 from . import metrics, presence
 from .calibration import calibrate
 from .checks import EntryChecker
-from .commit import TRANSIENT, Store, StoreOutcome, acknowledge, dead_letter_fields
+from .commit import (
+    TRANSIENT,
+    AckOutcome,
+    Store,
+    StoreOutcome,
+    acknowledge,
+    acknowledge_when_full,
+    dead_letter_fields,
+    is_oom,
+)
 from .duties import StreamDuties
 from .gallery import Gallery
 from .plan import BatchPlan, Entry, Planner, stream_id_seconds
@@ -80,6 +90,12 @@ class BatchResult:
     recognised: int = 0
     unknown: int = 0
     alerts: int = 0
+
+
+def _identity(fields) -> str:
+    """Node and event id of an entry, for a log line (never its token or embedding)."""
+    p = dead_letters.payload_of(fields or {})
+    return f"node {str(p.get('node_id'))[:63]!r}, event {str(p.get('event_id'))[:36]!r}"
 
 
 def _stage(name: str):
@@ -172,7 +188,9 @@ class Worker:
                                      mkstream=True)
             log.info("created consumer group %s on %s", keys.WORKER_GROUP, keys.EVENTS_STREAM)
         except redis.ResponseError as e:
-            if "BUSYGROUP" not in str(e):
+            # A full Redis refuses even an existing group's XGROUP CREATE: carry on if
+            # the group is there (reading and acknowledging need no memory).
+            if "BUSYGROUP" not in str(e) and not (is_oom(e) and self.duties.group_exists()):
                 raise
         # Subscribe before loading, so a change between load and subscribe is not missed.
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
@@ -234,14 +252,21 @@ class Worker:
         self.calibration = cal
         self.planner.threshold = cal.threshold
         metrics.THRESHOLD.set(cal.threshold)
-        self.redis.set(keys.CALIBRATION, json.dumps(
-            {**cal.as_json(), "camera_thresholds": st.camera_thresholds}))
+        try:
+            self.redis.set(keys.CALIBRATION, json.dumps(
+                {**cal.as_json(), "camera_thresholds": st.camera_thresholds}))
+        except redis.ResponseError as e:
+            if not is_oom(e):
+                raise
+            log.warning("Redis is full: the calibration is not published (the API shows it "
+                        "once Redis has room again)")
         metrics.GALLERY_EMBEDDINGS.set(gallery.size)
         metrics.GALLERY_PEOPLE.set(gallery.people)
         metrics.GALLERY_RELOADS.inc()
         if suggested is not None:
             metrics.THRESHOLD_SUGGESTED.set(suggested)
-            self.redis.hset(keys.THRESHOLD_GRID, "suggested", f"{suggested:.4f}")
+            with contextlib.suppress(redis.ResponseError):  # only OOM: a statistic
+                self.redis.hset(keys.THRESHOLD_GRID, "suggested", f"{suggested:.4f}")
         log.info("gallery %s: %d embeddings of %d people (templates); threshold %.3f (%s: %s)",
                  gallery.model or "(any model)", gallery.size, gallery.people, cal.threshold,
                  cal.source, cal.note)
@@ -454,6 +479,32 @@ class Worker:
             plan = self.plan(entries)
             return plan, self.store.commit(plan, list(self._alert_ends), split=True)
 
+    def acknowledge(self, plan: BatchPlan, outcome: StoreOutcome) -> AckOutcome:
+        """The ack MULTI; when Redis is full: free memory and retry, then acknowledge
+        without dead letters and statistics (commit.py) rather than never again."""
+        try:
+            return acknowledge(self.redis, plan, outcome,
+                               dead_letter_maxlen=self.settings.dead_letter_maxlen)
+        except redis.ResponseError as e:
+            if not is_oom(e):
+                raise
+        log.warning("Redis is full (maxmemory): trimming and evicting dead letters first")
+        metrics.REDIS_FULL.inc()
+        self.trim()
+        try:
+            return acknowledge(self.redis, plan, outcome,
+                               dead_letter_maxlen=self.settings.dead_letter_maxlen)
+        except redis.ResponseError as e:
+            if not is_oom(e):
+                raise
+        ack = acknowledge_when_full(self.redis, plan, outcome)
+        for d in ack.dead_letters_dropped:
+            metrics.DEAD_LETTERS_DROPPED.labels(d.reason).inc()
+            log.error("Redis full: the dead letter of entry %s could not be written and is "
+                      "dropped (%s: %s; %s)", d.sid, d.reason, d.detail[:200],
+                      _identity(d.fields))
+        return ack
+
     def process(self, entries: list[Entry]) -> BatchResult:
         result = BatchResult(entries=len(entries))
         metrics.CONSUMED.inc(len(entries))
@@ -462,15 +513,15 @@ class Worker:
         plan, outcome = self.commit(entries, plan)
         self._alert_ends.extend(outcome.alert_ends)  # only after the commit
         with _stage("ack"):
-            ack = acknowledge(self.redis, plan, outcome,
-                              dead_letter_maxlen=self.settings.dead_letter_maxlen)
+            ack = self.acknowledge(plan, outcome)
         if ack.dead_letters_evicted:
             metrics.DEAD_LETTERS_EVICTED.labels("maxlen").inc(ack.dead_letters_evicted)
             log.warning("dead-letter stream full: %d oldest dead letters evicted",
                         ack.dead_letters_evicted)
 
         done = time.time()
-        dead = [*plan.dead, *outcome.rejected]
+        dropped = {d.sid for d in ack.dead_letters_dropped}
+        dead = [d for d in (*plan.dead, *outcome.rejected) if d.sid not in dropped]
         result.stored = len(outcome.inserted)
         result.duplicates = plan.duplicates + len(plan.accepted) - len(outcome.rejected) \
             - result.stored

@@ -195,6 +195,9 @@ class StreamDuties:
         out.maxmemory = int(mem.get("maxmemory") or 0)
         return out
 
+    def group_exists(self) -> bool:
+        return self._group() is not None
+
     # --- trimming --------------------------------------------------------------------
 
     def trim_acked(self) -> int:

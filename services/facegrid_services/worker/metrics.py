@@ -62,6 +62,13 @@ DEAD_LETTERS_EVICTED = Counter(
     "Dead letters deleted: the stream's cap reached (maxlen), their lifetime over (expired) or "
     "Redis' memory above dead_letter_memory_ratio of maxmemory (memory).",
     ["reason"])
+DEAD_LETTERS_DROPPED = Counter(
+    "facegrid_worker_dead_letters_dropped_total",
+    "Dead letters Redis was too full to take even after trimming (logged, never stored), "
+    "by reason.", ["reason"])
+REDIS_FULL = Counter(
+    "facegrid_worker_redis_full_total",
+    "Acknowledgements Redis refused for want of memory (maxmemory reached).")
 CONSUMERS_REMOVED = Counter("facegrid_worker_consumers_removed_total",
                             "Consumers of gone workers deleted from the group.")
 REDIS_USED_MEMORY = Gauge("facegrid_worker_redis_used_memory_bytes",
