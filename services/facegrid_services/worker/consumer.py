@@ -142,6 +142,8 @@ class Worker:
         self._batch: list[Entry] | None = None
         #: Entries claimed from dead consumers, processed before new reads.
         self._claimed: list[Entry] = []
+        #: Whether the last entry seen had a stream id in the future (see _watch_ids).
+        self._ids_ahead = False
         self._last_reclaim = self._last_stats = self._last_revocations = 0.0
         self._last_trim = self._last_consumers = 0.0
         #: Ends of recent intruder alerts (dedup without a query per unknown sighting).
@@ -330,6 +332,7 @@ class Worker:
         metrics.PENDING.set(st.pending)
         metrics.BACKLOG.set(st.backlog)
         metrics.BACKLOG_AGE.set(st.backlog_age_s)
+        metrics.STREAM_ID_AHEAD.set(st.id_ahead_s)
         metrics.PENDING_AGE.set(st.pending_age_s)
         metrics.REDIS_USED_MEMORY.set(st.used_memory)
         metrics.REDIS_MAXMEMORY.set(st.maxmemory)
@@ -505,10 +508,24 @@ class Worker:
                       _identity(d.fields))
         return ack
 
+    def _watch_ids(self, entries: list[Entry]) -> None:
+        """Name the sender of the entry whose id jumped into the future: a client chose
+        it (XADD with an explicit id); the entries after it only inherit that time."""
+        now = time.time()
+        for e in entries:
+            t = stream_id_seconds(e.sid)
+            ahead = t is not None and t > now + self.settings.clock_tolerance_s
+            if ahead and not self._ids_ahead:
+                log.error("stream entry %s has an id %.0f s in the future, chosen by its "
+                          "sender (%s); every later entry inherits that time", e.sid,
+                          t - now, _identity(e.fields))
+            self._ids_ahead = ahead
+
     def process(self, entries: list[Entry]) -> BatchResult:
         result = BatchResult(entries=len(entries))
         metrics.CONSUMED.inc(len(entries))
         metrics.BATCH_SIZE.observe(len(entries))
+        self._watch_ids(entries)
         plan = self.plan(entries)
         plan, outcome = self.commit(entries, plan)
         self._alert_ends.extend(outcome.alert_ends)  # only after the commit

@@ -339,6 +339,30 @@ def test_a_full_redis_is_drained_not_wedged(wh, settings, store, node, redis_ser
     assert _sum("facegrid_worker_redis_full_total") >= full + 1
 
 
+def test_a_future_stream_id_is_measured_and_its_sender_named(wh, settings, store, node,
+                                                              signing_key, redis_server,
+                                                              caplog):
+    """ACLs cannot stop a node from XADDing an explicit id in the future; every later
+    entry inherits that time.  The worker stores them (arrival capped at its clock),
+    shows how far ahead the ids run and names the sender of the jump, once."""
+    client = redis_server.client()
+    other = EventFactory("cam-2", tokens.issue_token(signing_key, "cam-2"))
+    vecs = unit_vectors(4, np.random.default_rng(11))
+    future_ms = int((time.time() + 3600) * 1000)
+    client.xadd(keys.EVENTS_STREAM, node.entry(vecs[0]), id=f"{future_ms}-0")
+    _xadd(client, [other.entry(v) for v in vecs[1:]])  # auto ids: inherit the future time
+    with caplog.at_level("ERROR", logger="facegrid_services.worker.consumer"), \
+            wh.running(Worker(settings)):
+        wh.wait_for(lambda: wh.count_sightings(store[1]) == 4, timeout=30)
+        wh.wait_for(lambda: _metric("facegrid_worker_stream_id_ahead_seconds") > 3000,
+                    timeout=30, what="the stream id clock measured ahead")
+    named = [r.getMessage() for r in caplog.records if "in the future" in r.getMessage()]
+    assert len(named) == 1 and "'cam-1'" in named[0] and "cam-2" not in named[0], named
+    with store[1].connect() as c:
+        received = c.execute(select(Sighting.received_at)).scalars().all()
+    assert all(r < datetime.now(UTC) + timedelta(seconds=5) for r in received)
+
+
 # --- 4. take-over of a SIGKILLed worker ----------------------------------------------
 
 
