@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
-from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
 from facegrid.types import IsoDate, zone
@@ -68,7 +67,9 @@ def _local(t, tz: ZoneInfo) -> str | None:
 
 
 def day_out(s: DayStatus, tz: ZoneInfo) -> DayStatusOut:
-    return DayStatusOut(**status_report.day_json(s, tz))
+    return DayStatusOut(**{**status_report.day_json(s, tz), "status": s.status.value,
+                           "first_in_local": _local(s.first_in, tz),
+                           "last_out_local": _local(s.last_out, tz)})
 
 
 def _people(session, person_id, group_id, limit, offset):
@@ -121,9 +122,10 @@ def statuses(
     items = status_report.report_items(periods, groups, viewer_tz)
     # Built as plain JSON (the shape is StatusReport's, documented by response_model):
     # validating 15,000 day rows again would double the report's cost.
-    return JSONResponse({"start": start.isoformat(), "end": end.isoformat(),
-                         "tz": viewer_tz.key, "items": items, "total": total,
-                         "limit": limit, "offset": offset})
+    return Response(status_report.dumps({"start": start, "end": end, "tz": viewer_tz.key,
+                                         "items": items, "total": total, "limit": limit,
+                                         "offset": offset}),
+                    media_type="application/json")
 
 
 def correction_out(c: Correction) -> CorrectionOut:
