@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = ["fixtures.servers", "fixtures.models", "fixtures.k8s", "fixtures.chart",
-                  "fixtures.notify"]
+                  "fixtures.notify", "fixtures.images"]
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -29,12 +29,12 @@ def shared_data() -> Path:
 
 #: The top folder under tests/ -> the marker its tests carry.
 FOLDER_MARKERS = {"unit": "unit", "integration": "integration", "k8s": "k8s", "e2e": "e2e",
-                  "browser": "browser", "reliability": "reliability"}
+                  "browser": "browser", "reliability": "reliability", "images": "images"}
 #: Markers and fixtures that mean a server, model weights or a cluster: never in unit/.
-NOT_UNIT_MARKERS = ("integration", "models", "k8s", "e2e", "browser")
+NOT_UNIT_MARKERS = ("integration", "models", "k8s", "e2e", "browser", "images")
 SERVER_FIXTURES = frozenset({"redis_server", "redis_url", "postgres_server", "postgres_url",
                              "database_url", "k8s_cluster", "live_server", "test_weights",
-                             "face_analyzer"})
+                             "face_analyzer", "facegrid_images", "podman"})
 
 
 def folder_problems(item: pytest.Item) -> list[str]:

@@ -40,6 +40,20 @@ def token_secret_name(camera: str) -> str:
     return f"{camera}-token"
 
 
+def redis_secret_name(camera: str) -> str:
+    return f"{camera}-redis"
+
+
+#: Keys of the node's Redis Secret.
+REDIS_URL_KEY = "redis-url"
+REDIS_PASSWORD_KEY = "password"
+
+
+def own_redis_user(cam: CameraSpec, settings: OperatorSettings) -> bool:
+    """Whether the camera gets its own Redis ACL user (no Redis URL of its own in the spec)."""
+    return settings.redis_admin_url is not None and not (cam.redis_url or cam.redis_url_secret)
+
+
 def selector_labels(camera: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": "facegrid-node", LABEL_CAMERA: camera}
 
@@ -92,6 +106,25 @@ def secret_token(secret: dict) -> str | None:
     return base64.b64decode(raw).decode() if raw else None
 
 
+# -- the node's own Redis user ----------------------------------------------
+
+def redis_secret(camera: str, namespace: str, password: str, url: str) -> dict:
+    """The node's Redis credentials: its own ACL user's password and URL."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": redis_secret_name(camera), "namespace": namespace,
+                     "labels": labels(camera)},
+        "data": {REDIS_PASSWORD_KEY: _b64(password), REDIS_URL_KEY: _b64(url)},
+    }
+
+
+def secret_value(secret: dict, key: str) -> str | None:
+    raw = (secret.get("data") or {}).get(key)
+    return base64.b64decode(raw).decode() if raw else None
+
+
 # -- signing key -------------------------------------------------------------
 
 def signing_key_secret(settings: OperatorSettings, private_pem: bytes) -> dict:
@@ -137,7 +170,9 @@ def node_env(cam: CameraSpec, settings: OperatorSettings) -> list[dict]:
         _env("FACEGRID_NODE_ID", cam.name),
         _env("FACEGRID_SERVER_URL", cam.server_url or settings.nodes_server_url),
     ]
-    if cam.redis_url_secret:
+    if own_redis_user(cam, settings):
+        env.append(_env_from("FACEGRID_REDIS_URL", (redis_secret_name(cam.name), REDIS_URL_KEY)))
+    elif cam.redis_url_secret:
         env.append(_env_from("FACEGRID_REDIS_URL", cam.redis_url_secret))
     elif cam.redis_url:
         env.append(_env("FACEGRID_REDIS_URL", cam.redis_url))

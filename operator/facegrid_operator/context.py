@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from . import metrics
 from .conditions import Phase
 from .kube import ClusterAccess, Kube
+from .redis_users import RedisUsers
 from .server_api import ServerClient
 from .settings import OperatorSettings
 from .signing import ensure_signing_key
@@ -47,6 +48,10 @@ class OperatorContext:
     kube: Kube
     server: ServerClient
     key: Ed25519PrivateKey
+    #: Per-CameraNode Redis users (None: settings.redis_admin_url unset).
+    redis_users: RedisUsers | None = None
+    #: CameraNodes whose Redis user this process has set once (later: only checked).
+    redis_users_set: set[Key] = field(default_factory=set)
     #: (namespace, name) -> spec generation whose children were last applied.
     reconciled: dict[Key, int] = field(default_factory=dict)
     #: (namespace, name) -> spec hash of the node Deployment this process last applied.
@@ -83,7 +88,14 @@ class OperatorContext:
             raise
         log.info("operator connected to %s; signing key %s/%s ready", access.server,
                  settings.namespace, settings.signing_key_secret)
-        return cls(settings=settings, access=access, kube=kube, server=server, key=key)
+        users = None
+        if settings.redis_admin_url:
+            users = RedisUsers(settings.redis_admin_url, settings.node_redis_url,
+                               timeout=settings.http_timeout_s)
+            log.info("each CameraNode gets its own Redis user on %s",
+                     settings.node_redis_url.rsplit("@", 1)[-1])
+        return cls(settings=settings, access=access, kube=kube, server=server, key=key,
+                   redis_users=users)
 
     def __copy__(self) -> OperatorContext:
         return self  # one shared context: kopf's per-object memo copies must not split it
@@ -91,6 +103,8 @@ class OperatorContext:
     def close(self) -> None:
         self.kube.close()
         self.server.close()
+        if self.redis_users is not None:
+            self.redis_users.close()
 
     def camera_lock(self, ns: str, name: str) -> threading.Lock:
         """Serialises the status writes of one CameraNode."""
@@ -103,6 +117,7 @@ class OperatorContext:
         for d in (self.reconciled, self.applied, self.statuses, self.rechecked):
             d.pop(key, None)
         self.deleting.discard(key)
+        self.redis_users_set.discard(key)
         with self.lock:
             self._camera_locks.pop(key, None)
         self.set_phase(ns, name, None)

@@ -6,7 +6,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter(
     "facegrid_operator_reconciles_total",
-    "Reconcile steps run, by stage (token, deployment, delete) and result.",
+    "Reconcile steps run, by stage (token, redis, deployment, delete) and result.",
     ["stage", "reason"],
 )
 RECONCILE_SECONDS = Histogram(

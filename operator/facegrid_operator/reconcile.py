@@ -7,14 +7,18 @@ so a restarted operator creates nothing twice.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+
+import redis
 
 from . import builders, conditions, hosts, metrics, node_tokens, policy
 from .conditions import FALSE, TRUE, UNKNOWN, Cond, Phase
 from .context import CameraStatus, OperatorContext
 from .kube import KubeError, cameranode_path, deployments_path, secrets_path
+from .redis_users import RedisUnavailable
 from .server_api import ServerRefused, ServerUnavailable
 from .spec import CameraSpec, InvalidSpec, parse
 
@@ -94,6 +98,53 @@ def token_conditions(claims: dict) -> tuple[dict, dict]:
     return cond, extra
 
 
+# -- the node's own Redis user ----------------------------------------------
+
+def ensure_redis_user(ctx: OperatorContext, body: dict, cam: CameraSpec) -> bool:
+    """The camera's Redis Secret (created with a new password if missing, its URL kept
+    current) and its Redis ACL user with that password (set once per operator process,
+    afterwards only re-made when missing, e.g. after a Redis restart).  False when the
+    camera gets no user of its own.  Raises KubeError, RedisUnavailable."""
+    users = ctx.redis_users
+    if users is None or not builders.own_redis_user(cam, ctx.settings):
+        return False
+    ns = body["metadata"]["namespace"]
+    path = secrets_path(ns, builders.redis_secret_name(cam.name))
+    secret = ctx.kube.get_or_none(path)
+    password = builders.secret_value(secret, builders.REDIS_PASSWORD_KEY) if secret else None
+    if not password:
+        password = secrets.token_hex(24)  # hex: fits a URL as it is
+    url = users.url_for(cam.name, password)
+    if secret is None or builders.secret_value(secret, builders.REDIS_URL_KEY) != url:
+        obj = builders.owned_by(builders.redis_secret(cam.name, ns, password, url), body)
+        if secret is None:
+            ctx.kube.create(secrets_path(ns), obj)  # a 409 (made meanwhile): run again
+        else:
+            obj["metadata"]["resourceVersion"] = secret["metadata"]["resourceVersion"]
+            ctx.kube.request("PUT", path, body=obj)
+        log.info("Redis Secret %s/%s %s", ns, builders.redis_secret_name(cam.name),
+                 "created" if secret is None else "updated")
+    key = (ns, cam.name)
+    try:
+        users.ensure(cam.name, password, force=key not in ctx.redis_users_set)
+    except redis.RedisError as e:
+        metrics.RECONCILES.labels(stage="redis", reason="redis_error").inc()
+        raise RedisUnavailable(f"cannot set the Redis user of {ns}/{cam.name}: {e}") from e
+    ctx.redis_users_set.add(key)
+    return True
+
+
+def remove_redis_user(ctx: OperatorContext, ns: str, name: str) -> bool:
+    """Delete the camera's Redis user (its Secret goes with the CameraNode).  Raises
+    RedisUnavailable (the caller retries: the finalizer stays)."""
+    if ctx.redis_users is None:
+        return False
+    try:
+        return ctx.redis_users.remove(name)
+    except redis.RedisError as e:
+        raise RedisUnavailable(f"cannot delete the Redis user of {ns}/{name}: {e}") from e
+
+
 # -- deployment --------------------------------------------------------------
 
 def ensure_deployment(ctx: OperatorContext, body: dict, cam: CameraSpec, nodes: Nodes) -> str:
@@ -130,6 +181,9 @@ def reconcile_camera(ctx: OperatorContext, body: dict, nodes: Nodes,
         claims = ensure_token(ctx, body, cam)
         updates[Cond.TOKEN_READY], extra = token_conditions(claims)
         metrics.RECONCILES.labels(stage="token", reason="ok").inc()
+        stage = "redis"
+        if ensure_redis_user(ctx, body, cam):
+            metrics.RECONCILES.labels(stage="redis", reason="ok").inc()
         stage = "deployment"
         where = ensure_deployment(ctx, body, cam, nodes)
     except InvalidSpec as e:
@@ -160,6 +214,10 @@ def rotate_token(ctx: OperatorContext, body: dict, pods: Iterable[dict]) -> None
     cond, extra = token_conditions(claims)
     write_status(ctx, ns, name, pods=pods, updates={Cond.TOKEN_READY: cond}, extra=extra,
                  body=body)
+    try:  # re-made if Redis lost it (a restart): the node retries meanwhile
+        ensure_redis_user(ctx, body, cam)
+    except RedisUnavailable as e:
+        log.warning("%s; retrying on the next tick", e)
 
 
 def invalid(ctx: OperatorContext, body: dict, e: InvalidSpec, pods: Iterable[dict], *,

@@ -30,6 +30,13 @@ class OperatorSettings(AdminTokenSettings, TokenAudienceSettings):
         None, pattern=r"^[a-z0-9][-a-z0-9.]*:[-._a-zA-Z0-9]+$",
         description="``secret-name:key`` holding the nodes' Redis URL (with password); wins over "
                     "node_redis_url.")
+    redis_admin_url: RedisUrl | None = Field(None,
+        description="Redis URL of a user that may ACL SETUSER/DELUSER/GETUSER (facegrid.acl's "
+                    "``operator`` role).  Set: every CameraNode gets its own Redis user "
+                    "(``facegrid-node-<name>``: XADD events, its own results channel) with its "
+                    "own password in the Secret ``<name>-redis``, on node_redis_url's host; "
+                    "re-asserted every rotation_check_s (a Redis restart loses it) and removed "
+                    "when the CameraNode is deleted.  Unset: nodes get node_redis_url[_secret].")
     namespace: str = Field("facegrid",
         description="Namespace of the signing-key Secret and the public-key ConfigMap (the "
                     "operator's own).")

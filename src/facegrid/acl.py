@@ -6,6 +6,11 @@
 * ``worker`` and ``server``: every command on facegrid's own keys and channels
   except the dangerous ones (``FLUSHALL``, ``CONFIG``, ``KEYS``, ``ACL``,
   ``DEBUG``, ``SHUTDOWN``…); ``INFO`` stays (the worker reads Redis' memory).
+* ``operator``: ``ACL SETUSER``/``DELUSER``/``GETUSER`` and ``PING`` only, no key
+  and no channel: it makes one ``node`` user per CameraNode (:func:`node_user`) and
+  removes it with the CameraNode.  A user that may ``ACL SETUSER`` can give itself
+  anything, so this one is as trusted as Redis' admin (the operator holds the token
+  signing key anyway); what the restriction buys is that it reads nothing by mistake.
 
 :func:`setuser_args` gives the arguments of ``ACL SETUSER`` (``facegrid up``
 sends them); :func:`acl_line` the same rule as an ``aclfile``/``redis.conf``
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 from facegrid import keys
 
-ROLES = ("node", "worker", "server")
+ROLES = ("node", "worker", "server", "operator")
 
 _SERVICE_RULES = ("~facegrid:*", "&facegrid:*", "+@all", "-@dangerous", "+info")
 
@@ -30,7 +35,14 @@ def rules(role: str, node_id: str | None = None) -> tuple[str, ...]:
                 "+unsubscribe", "+ping")
     if role in ("worker", "server"):
         return _SERVICE_RULES
+    if role == "operator":
+        return ("+acl|setuser", "+acl|deluser", "+acl|getuser", "+ping")
     raise ValueError(f"unknown Redis role {role!r} (one of {', '.join(ROLES)})")
+
+
+def node_user(node_id: str) -> str:
+    """The Redis user name of one node (``facegrid up`` and the operator)."""
+    return f"facegrid-node-{node_id}"
 
 
 def setuser_args(user: str, password: str, role: str, node_id: str | None = None) -> list[str]:

@@ -222,7 +222,7 @@ class Stack:
             return self.redis_url
         client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
         try:
-            return self._redis_user(client, f"facegrid-node-{node_id}", "node", node_id)
+            return self._redis_user(client, acl.node_user(node_id), "node", node_id)
         finally:
             client.close()
 

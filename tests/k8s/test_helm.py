@@ -23,6 +23,8 @@ import yaml
 from fixtures.chart import CHART
 from fixtures.k8s import wait_until
 
+from facegrid import acl
+
 pytestmark = pytest.mark.k8s
 
 RELEASE = "fg"
@@ -139,7 +141,7 @@ def chart_env(obj: dict) -> dict[str, str]:
     return {e["name"]: e["value"] for e in c["env"] if "value" in e}
 
 
-def test_install_operator_camera_upgrade_uninstall(k8s_cluster, ns, tmp_path):
+def test_install_operator_camera_upgrade_uninstall(k8s_cluster, ns, tmp_path, redis_server):
     local_volumes(k8s_cluster, ns, 2)
     out = k8s_cluster.helm("install", RELEASE, str(CHART), *install_args(ns), timeout=300).stdout
     # NOTES.txt: how to reach the server, get the admin token, add a camera.
@@ -188,6 +190,18 @@ def test_install_operator_camera_upgrade_uninstall(k8s_cluster, ns, tmp_path):
                   and o["metadata"]["name"] == f"{RELEASE}-facegrid-operator")
     env = chart_env(op_dep)
     env["FACEGRID_NAMESPACE"] = ns
+    # The chart gives the operator its own Redis user (ACL SETUSER/DELUSER only) by
+    # secretKeyRef; no Redis container runs under kwok, so a real local redis-server
+    # with that user stands in for the bundled one.
+    assert {e["name"]: e for e in op_dep["spec"]["template"]["spec"]["containers"][0]["env"]}[
+        "FACEGRID_REDIS_ADMIN_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": f"{RELEASE}-facegrid-redis-operator", "key": "redis-url"}
+    op_pw = "helmOperatorPw1234"
+    redis_admin = redis_server.client()
+    redis_admin.execute_command("ACL", "SETUSER",
+                                *acl.setuser_args("facegrid-operator", op_pw, "operator"))
+    env["FACEGRID_REDIS_ADMIN_URL"] = acl.url_with_user(redis_server.url, "facegrid-operator",
+                                                        op_pw)
     # Camera pods get their one device from the device plugin and need no privilege:
     # the namespace enforces the "restricted" Pod Security Standard while they run.
     k8s_cluster.kubectl("label", "namespace", ns, "--overwrite",
@@ -212,9 +226,11 @@ def test_install_operator_camera_upgrade_uninstall(k8s_cluster, ns, tmp_path):
             timeout=120, what="the camera pod Running")
         assert pod["spec"]["nodeName"] == "edge-01"
         node_env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
-        # The camera gets the node's own Redis user (XADD events, its results only).
+        # The camera gets its own Redis user (XADD events, its results only), made by the
+        # operator, password in the camera's own Secret.
         assert node_env["FACEGRID_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
-            "name": f"{RELEASE}-facegrid-redis-node", "key": "redis-url"}
+            "name": "door-1-redis", "key": "redis-url"}
+        assert redis_admin.acl_getuser(acl.node_user("door-1"))
         assert pod["spec"]["containers"][0]["image"] == env["FACEGRID_NODE_IMAGE"]
         # Revocation fails closed: the in-cluster server here is a kwok stand-in that
         # cannot confirm it, so the CameraNode must stay (finalizer kept) after delete.
@@ -224,6 +240,8 @@ def test_install_operator_camera_upgrade_uninstall(k8s_cluster, ns, tmp_path):
         assert cam["metadata"].get("deletionTimestamp") and cam["metadata"].get("finalizers")
         k8s_cluster.kubectl("patch", "cameranode", "door-1", "-n", ns, "--type=merge",
                             "-p", '{"metadata":{"finalizers":null}}')
+        for user in (acl.node_user("door-1"), "facegrid-operator"):
+            redis_admin.execute_command("ACL", "DELUSER", user)
         k8s_cluster.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce-")
     except BaseException:
         sys.stderr.write(log.read_text()[-6000:])

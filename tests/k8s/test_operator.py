@@ -549,3 +549,66 @@ def test_delete_while_a_timer_is_inside_a_call_lets_the_object_go_at_once(
         proxy.close()
     # the held call ends within 3 s; then the finalizer goes within a second or two
     assert took < 10, f"deletion took {took:.1f} s"
+
+
+def test_each_camera_its_own_redis_user_removed_with_it(k8s_cluster, ns, operator_kubeconfig,
+                                                        server, redis_server):
+    """With FACEGRID_REDIS_ADMIN_URL (the chart sets it): a Redis ACL user per CameraNode
+    (facegrid.acl's node rules) on a real redis-server, its password in the CameraNode's
+    own Secret, made again when Redis lost it, deleted — fail closed — with the camera."""
+    import secrets
+
+    import redis
+
+    from facegrid import acl, keys
+
+    k = k8s_cluster
+    admin = redis_server.client()
+    op_pw = secrets.token_hex(12)
+
+    def operator_user() -> None:
+        admin.execute_command("ACL", "SETUSER",
+                              *acl.setuser_args("facegrid-operator", op_pw, "operator"))
+
+    operator_user()
+    settings = op_settings(ns, operator_kubeconfig, server, node_redis_url=redis_server.url,
+                           redis_admin_url=acl.url_with_user(redis_server.url,
+                                                             "facegrid-operator", op_pw))
+    user = acl.node_user("porch")
+    with running_operator(settings):
+        k.apply(camera("porch", ns))
+        secret = wait_until(lambda: get(k, "secret", "porch-redis", ns), 30,
+                            what="the camera's Redis Secret")
+        (ref,) = secret["metadata"]["ownerReferences"]
+        assert ref["kind"] == "CameraNode" and ref["name"] == "porch"
+        url = builders.secret_value(secret, "redis-url")
+        assert url.startswith(f"redis://{user}:")
+        dep = wait_until(lambda: get(k, "deployment", "porch-node", ns), 30, what="Deployment")
+        env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["FACEGRID_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
+            "name": "porch-redis", "key": "redis-url"}
+        node = redis.Redis.from_url(url)
+        node.xadd(keys.EVENTS_STREAM, {"v": "2"})
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            node.xrange(keys.EVENTS_STREAM)
+        # Redis lost its users (a restart): the token timer makes the camera's again
+        admin.execute_command("ACL", "DELUSER", user)
+        wait_until(lambda: admin.acl_getuser(user), 20, what="the node user made again")
+        assert redis.Redis.from_url(url).ping()
+        # delete while the operator cannot reach Redis as itself: the camera stays ...
+        admin.execute_command("ACL", "DELUSER", "facegrid-operator")
+        k.kubectl("delete", "cam", "porch", "-n", ns, "--wait=false")
+        time.sleep(3)
+        cam = get(k, "cameranode", "porch", ns)
+        assert cam and cam["metadata"].get("deletionTimestamp") and admin.acl_getuser(user)
+        # ... until it can: then the user goes (its connection too) and so does the camera
+        operator_user()
+        wait_until(lambda: get(k, "cameranode", "porch", ns) is None, 60,
+                   what="porch gone once its Redis user is deleted")
+    assert admin.acl_getuser(user) is None
+    with pytest.raises(redis.ConnectionError):
+        node.execute_command("PING")
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis.from_url(url).ping()
+    wait_until(lambda: get(k, "secret", "porch-redis", ns) is None, 60,
+               what="the Redis Secret collected")

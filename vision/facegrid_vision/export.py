@@ -192,6 +192,9 @@ def export_onnx(weights: str | Path, out: Path, *, model_id: str | None = None,
                 if spec.get(key):
                     final = out / spec[key]
                     os.replace(work / spec[key], final)
+                    # onnx writes external data 0600: a non-root node (its image) must
+                    # read every file; models are no secret.
+                    final.chmod(0o644)
                     entry["sha256" if key == "file" else "data_sha256"] = sha256_file(final)
             if spec.get("data"):
                 entry["data"] = spec["data"]

@@ -110,17 +110,17 @@ imagePullSecrets:
 {{- end -}}
 {{- end }}
 
-{{/* Redis ACL users per role (server, worker, node: the rules of src/facegrid/acl.py, a
-test keeps them equal), each with its own password Secret: only for the bundled Redis
-with generated credentials; with redis.auth.existingSecret or an external Redis every
-component uses that one URL. */}}
+{{/* Redis ACL users per role (server, worker, operator: the rules of src/facegrid/acl.py,
+a test keeps them equal), each with its own password Secret, and one node user per
+CameraNode made by the operator: only for the bundled Redis with generated credentials;
+with redis.auth.existingSecret or an external Redis every component uses that one URL. */}}
 {{- define "facegrid.redis.aclUsers" -}}
 {{- if and .Values.redis.enabled (not .Values.redis.auth.existingSecret) -}}true{{- end -}}
 {{- end }}
 
 {{- define "facegrid.redis.aclRules" -}}
-{{- if eq .role "node" -}}
-~facegrid:events &facegrid:results:* +xadd +subscribe +unsubscribe +ping
+{{- if eq .role "operator" -}}
++acl|setuser +acl|deluser +acl|getuser +ping
 {{- else -}}
 ~facegrid:* &facegrid:* +@all -@dangerous +info
 {{- end -}}
@@ -287,8 +287,20 @@ seccompProfile:
 - name: FACEGRID_NODE_SERVER_URL
   value: {{ . | quote }}
 {{- end }}
+{{- if include "facegrid.redis.aclUsers" . }}
+{{- /* Each CameraNode its own Redis user, made through the operator's; the nodes get the
+       host only, their credentials come from the <camera>-redis Secret. */}}
+- name: FACEGRID_REDIS_ADMIN_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "facegrid.redis.roleSecretName" (dict "root" . "role" "operator") }}
+      key: redis-url
+- name: FACEGRID_NODE_REDIS_URL
+  value: {{ printf "redis://%s:6379/0" (include "facegrid.redis.host" .) | quote }}
+{{- else }}
 - name: FACEGRID_NODE_REDIS_URL_SECRET
-  value: {{ printf "%s:%s" (include "facegrid.redis.roleSecretName" (dict "root" . "role" "node")) (include "facegrid.redis.roleUrlKey" (dict "root" . "role" "node")) | quote }}
+  value: {{ printf "%s:%s" (include "facegrid.redis.secretName" .) (include "facegrid.redis.urlKey" .) | quote }}
+{{- end }}
 - name: FACEGRID_ADMIN_TOKEN_FILE
   value: /etc/facegrid/admin/token
 - name: FACEGRID_SIGNING_KEY_SECRET

@@ -10,6 +10,7 @@ import kopf
 from .. import metrics, reconcile
 from ..context import OperatorContext
 from ..kube import KubeError
+from ..redis_users import RedisUnavailable
 from ..spec import InvalidSpec
 from . import NodeLabels, kopf_error, plain, pods_of
 
@@ -29,6 +30,8 @@ def reconcile_camera(body, memo: OperatorContext, node_labels: kopf.Index,
         raise kopf.PermanentError(f"{e.reason}: {e.detail}") from e
     except KubeError as e:
         raise kopf_error(e, "CameraNode children") from e
+    except RedisUnavailable as e:
+        raise kopf.TemporaryError(str(e), delay=memo.settings.revoke_backoff_s * 3) from e
     metrics.RECONCILE_SECONDS.labels(stage="deployment").observe(time.perf_counter() - t0)
 
 
@@ -42,7 +45,7 @@ def recheck(memo: OperatorContext, body: dict, nodes: NodeLabels, camera_pods: k
                                    pods_of(camera_pods, md["namespace"], md["name"]))
     except InvalidSpec:
         return False  # the status says why
-    except KubeError as e:
+    except (KubeError, RedisUnavailable) as e:
         log.warning("re-check of CameraNode %s/%s failed: %s", md["namespace"], md["name"], e)
         return False
     return True

@@ -324,6 +324,11 @@ class Worker:
             metrics.DEAD_LETTERS_EVICTED.labels("expired").inc(expired)
             log.info("%d dead letters older than %.0f s expired", expired,
                      self.settings.dead_letter_max_age_s)
+        evicted = self.duties.relieve_memory(self.settings.dead_letter_memory_ratio)
+        if evicted:
+            metrics.DEAD_LETTERS_EVICTED.labels("memory").inc(evicted)
+            log.warning("Redis above %.0f%% of its maxmemory: %d oldest dead letters evicted",
+                        self.settings.dead_letter_memory_ratio * 100, evicted)
 
     def remove_stale_consumers(self) -> None:
         self._last_consumers = time.monotonic()

@@ -13,8 +13,11 @@
   (``XTRIM MINID`` at the oldest entry still pending or undelivered): Redis holds
   only unfinished work, and nothing unread is ever trimmed.
 * :meth:`StreamDuties.expire_dead_letters` drops dead letters older than their
-  lifetime; :meth:`StreamDuties.remove_stale_consumers` deletes consumers of
-  gone workers once they hold nothing pending.
+  lifetime; :meth:`StreamDuties.relieve_memory` evicts the oldest dead letters
+  while Redis' used memory is above a share of its ``maxmemory`` (dead letters
+  must never fill a ``noeviction`` Redis so that nodes' events are refused);
+  :meth:`StreamDuties.remove_stale_consumers` deletes consumers of gone workers
+  once they hold nothing pending.
 """
 
 from __future__ import annotations
@@ -219,6 +222,23 @@ class StreamDuties:
         if cutoff_ms <= 0:
             return 0
         return int(self.redis.xtrim(keys.DEAD_LETTER_STREAM, minid=f"{cutoff_ms}-0",
+                                    approximate=False))
+
+    def relieve_memory(self, ratio: float) -> int:
+        """Evict the oldest dead letters while Redis uses more than ``ratio`` of its
+        maxmemory: as many as the excess needs (from the dead-letter stream's own memory
+        usage), all at most; returns how many.  XTRIM runs even when Redis is full."""
+        mem = self.redis.info("memory")
+        used, cap = int(mem.get("used_memory") or 0), int(mem.get("maxmemory") or 0)
+        if cap <= 0 or used <= ratio * cap:
+            return 0
+        n = int(self.redis.xlen(keys.DEAD_LETTER_STREAM))
+        if not n:
+            return 0
+        size = int(self.redis.memory_usage(keys.DEAD_LETTER_STREAM) or 0)
+        excess = used - ratio * cap
+        evict = n if size <= excess else min(n, int(n * excess / size) + 1)
+        return int(self.redis.xtrim(keys.DEAD_LETTER_STREAM, maxlen=n - evict,
                                     approximate=False))
 
 

@@ -59,7 +59,8 @@ TRIMMED = Counter("facegrid_worker_stream_trimmed_total",
                   "Acknowledged entries deleted from the event stream (XTRIM MINID).")
 DEAD_LETTERS_EVICTED = Counter(
     "facegrid_worker_dead_letters_evicted_total",
-    "Dead letters deleted: the stream's cap reached (maxlen) or their lifetime over (expired).",
+    "Dead letters deleted: the stream's cap reached (maxlen), their lifetime over (expired) or "
+    "Redis' memory above dead_letter_memory_ratio of maxmemory (memory).",
     ["reason"])
 CONSUMERS_REMOVED = Counter("facegrid_worker_consumers_removed_total",
                             "Consumers of gone workers deleted from the group.")
@@ -75,5 +76,5 @@ LAST_PROGRESS = Gauge("facegrid_worker_loop_last_progress_timestamp_seconds",
 # increase() in the alerts: a counter's first sample is its baseline).
 for _stage in ("redis", "database", "internal", "store_refused"):
     ERRORS.labels(_stage)
-for _reason in ("maxlen", "expired"):
+for _reason in ("maxlen", "expired", "memory"):
     DEAD_LETTERS_EVICTED.labels(_reason)

@@ -60,6 +60,11 @@ class WorkerSettings(SiteSettings, VerifierSettings, StoreSettings, RedisSetting
         description="Most dead letters kept (the oldest are evicted and counted beyond it).")
     dead_letter_max_age_s: float = Field(default=7 * 86400.0, gt=0,
         description="Dead letters (which hold embeddings) are deleted after this many seconds.")
+    dead_letter_memory_ratio: float = Field(default=0.7, gt=0, le=1,
+        description="While Redis uses more than this share of its maxmemory, the oldest dead "
+                    "letters are evicted (counted, reason memory): dead letters never fill a "
+                    "noeviction Redis so that events are refused (one is ~3.7 KB: 100,000 "
+                    "would not fit the chart's 256 MB).")
 
     model: ModelId | None = Field(None,
         description="Embedding model id to match.  Unset: follow the gallery (the model of the "

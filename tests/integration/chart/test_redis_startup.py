@@ -76,11 +76,27 @@ def test_chart_redis_starts_with_password_and_aof(helm, tmp_path):
     (etc / "redis.conf").write_text(conf)
     script = script.replace("/run/redis", str(run)).replace("/etc/redis", str(etc))
     roles = {"SERVER_PASSWORD": "srv1Pw1234", "WORKER_PASSWORD": "wrk1Pw1234",
-             "NODE_PASSWORD": "nod1Pw1234"}
+             "OPERATOR_PASSWORD": "opr1Pw1234"}
     proc = start(script, {"REDIS_PASSWORD": PASSWORD, **roles}, port)
     try:
         check_running(proc, port, data)
-        check_role_users(port, roles, None)  # one node user: any node's results channel
+        # no node user: the operator makes one per CameraNode, through its own user
+        check_role_users(port, roles, None, ("server", "worker", "operator"))
+        from facegrid_operator.redis_users import RedisUsers
+
+        from facegrid import acl
+
+        op_url = f"redis://facegrid-operator:opr1Pw1234@127.0.0.1:{port}/0"
+        users = RedisUsers(op_url, f"redis://127.0.0.1:{port}/0")
+        assert users.ensure("door-1", "d00rPw1234")
+        door = redis.Redis.from_url(users.url_for("door-1", "d00rPw1234"))
+        door.xadd("facegrid:events", {"v": "2"})
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            door.xrange("facegrid:events")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            redis.Redis.from_url(op_url).xrange("facegrid:events")
+        assert redis.Redis(port=port, password=PASSWORD).acl_getuser(acl.node_user("door-1"))
+        users.close()
     finally:
         stop(proc)
 
@@ -99,17 +115,18 @@ def test_compose_redis_starts_with_password_and_aof(tmp_path):
     proc = start(script, {"REDIS_PASSWORD": PASSWORD, "NODE_ID": "cam-7", **roles}, port)
     try:
         check_running(proc, port, data)
-        check_role_users(port, roles, "cam-7")
+        check_role_users(port, roles, "cam-7", ("server", "worker", "node"))
     finally:
         stop(proc)
 
 
-def check_role_users(port: int, passwords: dict[str, str], node_id: str | None) -> None:
+def check_role_users(port: int, passwords: dict[str, str], node_id: str | None,
+                     roles: tuple[str, ...]) -> None:
     """Each role's user exists with exactly facegrid.acl's rules and its own password."""
     from facegrid import acl
 
     admin = redis.Redis(port=port, password=PASSWORD)
-    for role in ("server", "worker", "node"):
+    for role in roles:
         user = f"facegrid-{role}"
         pw = passwords[f"{role.upper()}_PASSWORD"]
         expected = redis.Redis(port=port, password=PASSWORD)
@@ -120,6 +137,8 @@ def check_role_users(port: int, passwords: dict[str, str], node_id: str | None) 
         for field in ("commands", "keys", "channels"):
             assert got[field] == want[field], (role, field, got[field], want[field])
         assert redis.Redis(port=port, username=user, password=pw).ping()
+    if "node" not in roles:
+        return
     node = redis.Redis(port=port, username="facegrid-node", password=passwords["NODE_PASSWORD"])
     node.xadd("facegrid:events", {"v": "1"})
     with pytest.raises(redis.exceptions.NoPermissionError):

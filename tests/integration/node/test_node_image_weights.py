@@ -1,5 +1,5 @@
-"""The node image's build-time weights step (the Python heredoc in
-node_image/Dockerfile), run here against the real converted FaceNet weights:
+"""The node image's build-time weights step (node_image/docker/fetch_weights.py, run by
+node_image/Dockerfile's models-export stage), here against the real converted weights:
 a WEIGHTS_FILE from the build context lands at <dir>/<MODEL_ID>.pt, the node's
 own loader accepts it with that model id, and a wrong checksum or a file that
 is not an InceptionResnetV1 state_dict fails the build."""
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -19,9 +18,7 @@ from fixtures.chart import REPO
 pytestmark = [pytest.mark.integration, pytest.mark.models]
 
 
-def weights_script() -> str:
-    text = (REPO / "node_image" / "Dockerfile").read_text()
-    return re.search(r"<<'PY'\n(.*?)\nPY\n", text, re.S).group(1)
+WEIGHTS_SCRIPT = REPO / "node_image" / "docker" / "fetch_weights.py"
 
 
 def run_step(tmp_path, **env):
@@ -29,7 +26,7 @@ def run_step(tmp_path, **env):
     out.mkdir(exist_ok=True)
     full = {**os.environ, "WEIGHTS_OUT": str(out), "BUILD_CONTEXT": str(tmp_path / "ctx"),
             "WEIGHTS_URL": "", "WEIGHTS_SHA256": "", "WEIGHTS_FILE": "", **env}
-    p = subprocess.run([sys.executable, "-c", weights_script()], env=full,
+    p = subprocess.run([sys.executable, str(WEIGHTS_SCRIPT)], env=full,
                        capture_output=True, text=True, timeout=300)
     return p, out
 

@@ -250,6 +250,50 @@ def test_dead_letters_expire_after_their_age(wh, settings, store, node, redis_se
     assert _metric("facegrid_worker_dead_letters_evicted_total", reason="expired") == before + 2
 
 
+def test_dead_letters_never_fill_redis(wh, settings, store, node, redis_server):
+    """A flood of dead letters (~3.7 KB each, e.g. a camera on the wrong model) must not
+    fill a noeviction Redis so that events are refused: above dead_letter_memory_ratio
+    of maxmemory the oldest are evicted, counted; events keep flowing.  The worker runs
+    under its own ACL user (MEMORY USAGE and XTRIM are among its commands)."""
+    import secrets
+
+    from facegrid import acl
+
+    client = redis_server.client()
+    filler = {"reason": "model_mismatch", "detail": "x", "source_id": "1-0",
+              "payload": b"p" * 1200, "embedding": b"e" * 2048}
+    pipe = client.pipeline(transaction=False)
+    for _ in range(4000):
+        pipe.xadd(keys.DEAD_LETTER_STREAM, filler)
+    pipe.execute()
+    old_cap = client.config_get("maxmemory")["maxmemory"]
+    used = client.info("memory")["used_memory"]
+    client.config_set("maxmemory", str(int(used / 0.9)))  # Redis 90% full
+    pw = secrets.token_hex(8)
+    client.execute_command("ACL", "SETUSER", *acl.setuser_args("facegrid-worker-t", pw, "worker"))
+    settings = settings.model_copy(update={
+        "trim_interval_s": 0.2, "dead_letter_memory_ratio": 0.7,
+        "redis_url": acl.url_with_user(settings.redis_url, "facegrid-worker-t", pw)})
+    before = _metric("facegrid_worker_dead_letters_evicted_total", reason="memory")
+    try:
+        with wh.running(Worker(settings)):
+            def relieved() -> bool:
+                mem = client.info("memory")
+                return mem["used_memory"] <= 0.72 * mem["maxmemory"]
+            wh.wait_for(relieved, timeout=30, what="Redis below 70% of maxmemory")
+            ids = _xadd(client, [node.entry(v)
+                                 for v in unit_vectors(5, np.random.default_rng(9))])
+            wh.wait_for(lambda: wh.group_pending(client) == 0, timeout=30)
+        left = client.xlen(keys.DEAD_LETTER_STREAM)
+    finally:
+        client.config_set("maxmemory", old_cap)
+        client.execute_command("ACL", "DELUSER", "facegrid-worker-t")
+    assert 0 < left < 4000  # the newest kept, as many evicted as needed
+    assert _metric("facegrid_worker_dead_letters_evicted_total", reason="memory") == \
+        before + 4000 - left
+    assert wh.count_sightings(store[1]) == len(ids) == 5
+
+
 # --- 4. take-over of a SIGKILLed worker ----------------------------------------------
 
 

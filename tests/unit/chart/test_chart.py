@@ -162,7 +162,12 @@ def test_server_worker_operator_wiring(render):
     assert worker["FACEGRID_METRICS_PORT"]["value"] == "9101"
     assert worker["FACEGRID_MODEL"]["value"] == "facenet-vggface2"
     assert op["FACEGRID_SERVER_URL"]["value"] == "http://fg-facegrid-server.facegrid.svc:8000"
-    assert op["FACEGRID_NODE_REDIS_URL_SECRET"]["value"] == "fg-facegrid-redis-node:redis-url"
+    # Each CameraNode its own Redis user, made through the operator's own (facegrid.acl).
+    assert op["FACEGRID_REDIS_ADMIN_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "fg-facegrid-redis-operator", "key": "redis-url"}
+    assert op["FACEGRID_NODE_REDIS_URL"]["value"] == "redis://fg-facegrid-redis:6379/0"
+    assert "FACEGRID_NODE_REDIS_URL_SECRET" not in op
+    assert "fg-facegrid-redis-node" not in by_kind(docs, "Secret")  # no shared node user
     assert op["FACEGRID_SIGNING_KEY_SECRET"]["value"] == "fg-facegrid-signing-key"
     assert op["FACEGRID_PUBLIC_KEY_CONFIGMAP"]["value"] == "fg-facegrid-signing-pub"
     assert op["FACEGRID_NODE_IMAGE"]["value"] == "facegrid/node:0.1.0"
@@ -171,7 +176,7 @@ def test_server_worker_operator_wiring(render):
     redis = by_kind(docs, "Secret")["fg-facegrid-redis"]["stringData"]
     assert redis["redis-password"].isalnum() and len(redis["redis-password"]) == 32
     assert redis["redis-url"] == f"redis://:{redis['redis-password']}@fg-facegrid-redis:6379/0"
-    for role in ("server", "worker", "node"):
+    for role in ("server", "worker", "operator"):
         user = by_kind(docs, "Secret")[f"fg-facegrid-redis-{role}"]["stringData"]
         assert user["password"].isalnum() and user["password"] != redis["redis-password"]
         assert user["redis-url"] == (f"redis://facegrid-{role}:{user['password']}"
@@ -199,6 +204,10 @@ def test_external_redis_and_database(render, helm):
     worker = env_of(docs, "Deployment", "fg-facegrid-worker")
     assert worker["FACEGRID_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
         "name": "facegrid-db", "key": "url"}
+    # An external Redis: no ACL users of the chart's; camera pods get the one URL.
+    op = env_of(docs, "Deployment", "fg-facegrid-operator")
+    assert op["FACEGRID_NODE_REDIS_URL_SECRET"]["value"] == "fg-facegrid-redis:redis-url"
+    assert "FACEGRID_REDIS_ADMIN_URL" not in op
     assert {n["metadata"]["name"] for n in by_kind(docs, "NetworkPolicy").values()} == {
         "fg-facegrid-server", "fg-facegrid-worker", "fg-facegrid-operator",
         "fg-facegrid-notifier"}
@@ -464,7 +473,12 @@ def test_rendered_env_builds_each_settings_class(render, values, monkeypatch, tm
             assert settings.log_level == "INFO"
         if component == "operator":
             assert settings.admin_secret() == "a" * 48
-            assert settings.node_redis_url_secret.endswith(":redis-url")
+            if "external.yaml" in values:  # the one given URL for every camera
+                assert settings.node_redis_url_secret.endswith(":redis-url")
+                assert settings.redis_admin_url is None
+            else:  # each camera its own user, made through the operator's
+                assert settings.node_redis_url_secret is None
+                assert settings.redis_admin_url.startswith("redis://facegrid-operator:")
         if component == "server":
             assert settings.port == 8000 and settings.admin_secret() == "a" * 48
 

@@ -115,10 +115,17 @@ def test_node_image_runs_onnx_without_torch():
     assert "https://download.pytorch.org/whl/cpu" in export
     for arg in ("WEIGHTS_URL", "WEIGHTS_FILE", "WEIGHTS_SHA256", "MODEL_ID", "INT8"):
         assert re.search(rf"^ARG {arg}\b", export, re.M), arg
-    assert 'InceptionResnetV1(pretrained="vggface2")' in export
+    assert "node_image/docker/fetch_weights.py" in export
+    scripts = REPO / "node_image" / "docker"
+    assert 'InceptionResnetV1(pretrained="vggface2")' in (scripts / "fetch_weights.py").read_text()
     assert "facegrid models export-onnx" in export and "${INT8:+--int8}" in export
     assert re.search(r"^ARG ONNX_DIR\b", stages["models-context"], re.M)
-    assert "manifest.json" in stages["models-context"]
+    assert "node_image/docker/check_onnx.py" in stages["models-context"]
+    assert "manifest.json" in (scripts / "check_onnx.py").read_text()
+    # buildah/podman < 1.33 (Debian 12) cannot parse RUN heredocs: none in any Dockerfile.
+    for dockerfile in DOCKERFILES.values():
+        heredoc = re.search(r"<<-?\s*['\"]?\w+['\"]?\s*$", dockerfile.read_text(), re.M)
+        assert not heredoc, f"{dockerfile}: {heredoc.group(0)}"
     from facegrid_node.settings import NodeSettings
 
     for env in re.findall(r"\b(FACEGRID_[A-Z_]+)=", text):

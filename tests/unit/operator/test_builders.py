@@ -177,3 +177,21 @@ def test_token_secret_and_rotation_bookkeeping():
     assert [j for j, _ in tokens_to_revoke(s2, now=t0 + 32)] == [claims2["jti"], claims["jti"]]
     assert [j for j, _ in tokens_to_revoke(s2, now=t0 + 62)] == [claims2["jti"]]
     assert tokens_to_revoke(None) == []
+
+
+def test_own_redis_user_when_the_operator_manages_them():
+    own = SETTINGS.model_copy(update={"redis_admin_url": "redis://op:pw@facegrid-redis:6379/0"})
+    # Each camera its own Secret (own ACL user); a spec naming a Redis URL keeps it.
+    assert env(builders.node_deployment(cam(), "facegrid", own))["FACEGRID_REDIS_URL"] == {
+        "secretKeyRef": {"name": "lobby-redis", "key": "redis-url"}}
+    given = cam(redis={"url": "redis://other:6379/0"})
+    assert not builders.own_redis_user(given, own)
+    assert env(builders.node_deployment(given, "facegrid", own))["FACEGRID_REDIS_URL"] == \
+        "redis://other:6379/0"
+    # Without an admin URL: the shared node URL, as before.
+    assert env(builders.node_deployment(cam(), "facegrid", SETTINGS))["FACEGRID_REDIS_URL"] == \
+        "redis://facegrid-redis.facegrid:6379/0"
+    s = builders.redis_secret("lobby", "facegrid", "abc", "redis://u:abc@h:6379/0")
+    assert s["metadata"]["name"] == "lobby-redis"
+    assert builders.secret_value(s, "password") == "abc"
+    assert builders.secret_value(s, "redis-url") == "redis://u:abc@h:6379/0"
