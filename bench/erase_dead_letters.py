@@ -57,7 +57,7 @@ def main() -> None:
                     pipe.execute()
             pipe.execute()
             mem = int(r.memory_usage(keys.DEAD_LETTER_STREAM) or 0)
-            traces = dead_letters.PersonTraces(1, embeddings={cam.model: face[None, :]})
+            traces = dead_letters.Traces("person 1", embeddings={cam.model: face[None, :]})
             t0 = time.perf_counter()
             deleted = dead_letters.erase(r, traces, threshold=0.58)
             seconds = time.perf_counter() - t0

@@ -1,4 +1,4 @@
-"""Dead letters of an erased person: find them in the dead-letter stream and delete them.
+"""Dead letters of an erased person (or repeat stranger): find them and delete them.
 
 A dead letter keeps its entry's original fields (``facegrid.wire``: the payload
 JSON and the 2 KiB embedding), so it is biometric data.  Every dead letter
@@ -44,7 +44,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from facegrid import keys, wire
-from facegrid_services.store.models import Embedding, Presence, Sighting
+from facegrid_services.store.models import Embedding, Presence, Sighting, Stranger
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,11 @@ def default_threshold() -> float:
 
 
 @dataclass(slots=True)
-class PersonTraces:
-    """What identifies a person's data in a dead letter (read before the erasure)."""
+class Traces:
+    """What identifies a person's (or a stranger's) data in a dead letter, read before
+    the erasure; ``subject`` names them in logs ("person 5", "stranger 3")."""
 
-    person_id: int
+    subject: str
     event_ids: set[str] = field(default_factory=set)
     tracks: set[tuple[str, int]] = field(default_factory=set)
     #: model id -> (n, 512) unit embeddings enrolled for the person.
@@ -71,7 +72,7 @@ class PersonTraces:
 
     def match(self, fields: Mapping[Any, Any], threshold: float) -> bool:
         """Whether the dead letter ``fields`` is this person's (see the module's rules)."""
-        payload = _payload(fields)
+        payload = payload_of(fields)
         event_id = payload.get("event_id")
         if isinstance(event_id, str) and event_id in self.event_ids:
             return True
@@ -88,9 +89,9 @@ class PersonTraces:
         return any(float(np.max(g @ emb)) >= threshold for g in gallery)
 
 
-def person_traces(session: Session, person_id: int) -> PersonTraces:
+def person_traces(session: Session, person_id: int) -> Traces:
     """The person's stored event ids, presences' tracks and enrolled embeddings."""
-    t = PersonTraces(person_id)
+    t = Traces(f"person {person_id}")
     t.event_ids = set(session.scalars(select(Sighting.event_id)
                                       .where(Sighting.person_id == person_id)))
     t.tracks = {(n, int(k)) for n, k in session.execute(
@@ -102,6 +103,19 @@ def person_traces(session: Session, person_id: int) -> PersonTraces:
         if v is not None:
             by_model.setdefault(model, []).append(v)
     t.embeddings = {m: np.stack(vs) for m, vs in by_model.items()}
+    return t
+
+
+def stranger_traces(session: Session, stranger_id: int) -> Traces:
+    """A repeat stranger's presences' tracks and its embedding (the mean of theirs)."""
+    t = Traces(f"stranger {stranger_id}")
+    t.tracks = {(n, int(k)) for n, k in session.execute(
+        select(Presence.node_id, Presence.track_id).where(Presence.stranger_id == stranger_id))}
+    row = session.execute(select(Stranger.model, Stranger.vector)
+                          .where(Stranger.id == stranger_id)).first()
+    v = _unit(row[1]) if row is not None else None
+    if v is not None:
+        t.embeddings = {row[0]: v[None, :]}
     return t
 
 
@@ -123,7 +137,7 @@ def match_threshold(r: redis.Redis) -> float:
     return min(found) if found else default_threshold()
 
 
-def erase(r: redis.Redis, traces: PersonTraces, *, threshold: float | None = None,
+def erase(r: redis.Redis, traces: Traces, *, threshold: float | None = None,
           page: int = PAGE) -> int:
     """Delete the person's dead letters; returns how many.  Raises redis.RedisError."""
     if threshold is None:
@@ -143,11 +157,11 @@ def erase(r: redis.Redis, traces: PersonTraces, *, threshold: float | None = Non
             return deleted
 
 
-def _safe_match(traces: PersonTraces, fields, threshold: float) -> bool:
+def _safe_match(traces: Traces, fields, threshold: float) -> bool:
     try:
         return traces.match(fields, threshold)
     except Exception:  # a dead letter is whatever a client sent: never let one stop the scan
-        log.exception("dead letter could not be checked against person %d", traces.person_id)
+        log.exception("dead letter could not be checked against %s", traces.subject)
         return False
 
 
@@ -156,7 +170,8 @@ def _field(fields: Mapping[Any, Any], name: str) -> Any:
     return fields.get(name) if v is None else v
 
 
-def _payload(fields: Mapping[Any, Any]) -> dict:
+def payload_of(fields: Mapping[Any, Any]) -> dict:
+    """The entry's payload JSON as a dict ({} when missing, oversized or not JSON)."""
     raw = _field(fields, "payload")
     if not isinstance(raw, bytes | str) or len(raw) > wire.MAX_PAYLOAD_BYTES:
         return {}

@@ -11,6 +11,10 @@
   removes it with the CameraNode.  A user that may ``ACL SETUSER`` can give itself
   anything, so this one is as trusted as Redis' admin (the operator holds the token
   signing key anyway); what the restriction buys is that it reads nothing by mistake.
+* ``keda``: what KEDA's ``redis-streams`` scaler (``lagCount``) sends — ``INFO``
+  (Redis version), ``XINFO GROUPS`` and ``XLEN`` on the event stream — plus the
+  connection handshake (``HELLO``, ``PING``; go-redis ignores a refused
+  ``CLIENT SETINFO``, which Redis < 7.2 does not know); it reads no entry.
 
 :func:`setuser_args` gives the arguments of ``ACL SETUSER`` (``facegrid up``
 sends them); :func:`acl_line` the same rule as an ``aclfile``/``redis.conf``
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 from facegrid import keys
 
-ROLES = ("node", "worker", "server", "operator")
+ROLES = ("node", "worker", "server", "operator", "keda")
 
 _SERVICE_RULES = ("~facegrid:*", "&facegrid:*", "+@all", "-@dangerous", "+info")
 
@@ -37,6 +41,8 @@ def rules(role: str, node_id: str | None = None) -> tuple[str, ...]:
         return _SERVICE_RULES
     if role == "operator":
         return ("+acl|setuser", "+acl|deluser", "+acl|getuser", "+ping")
+    if role == "keda":
+        return (f"~{keys.EVENTS_STREAM}", "+info", "+xinfo|groups", "+xlen", "+hello", "+ping")
     raise ValueError(f"unknown Redis role {role!r} (one of {', '.join(ROLES)})")
 
 

@@ -118,9 +118,18 @@ with redis.auth.existingSecret or an external Redis every component uses that on
 {{- if and .Values.redis.enabled (not .Values.redis.auth.existingSecret) -}}true{{- end -}}
 {{- end }}
 
+{{/* The roles with a chart-made Redis user: KEDA's only when it scales the worker. */}}
+{{- define "facegrid.redis.roles" -}}
+{{- $roles := list "server" "worker" "operator" -}}
+{{- if .Values.worker.keda.enabled -}}{{- $roles = append $roles "keda" -}}{{- end -}}
+{{- toJson $roles -}}
+{{- end }}
+
 {{- define "facegrid.redis.aclRules" -}}
 {{- if eq .role "operator" -}}
 +acl|setuser +acl|deluser +acl|getuser +ping
+{{- else if eq .role "keda" -}}
+~facegrid:events +info +xinfo|groups +xlen +hello +ping
 {{- else -}}
 ~facegrid:* &facegrid:* +@all -@dangerous +info
 {{- end -}}

@@ -184,17 +184,18 @@ def delete_person_rows(session: Session, person: Person) -> dict[str, int]:
     return {k: int(v or 0) for k, v in counts.items()}
 
 
-def erase_dead_letters(r: redis.Redis, traces: dead_letters.PersonTraces) -> int | None:
-    """The person's dead letters deleted (None, logged and counted, if Redis failed)."""
+def erase_dead_letters(r: redis.Redis, traces: dead_letters.Traces) -> int | None:
+    """The person's (or stranger's) dead letters deleted (None, logged and counted, if
+    Redis failed: they expire with the dead-letter age)."""
     try:
         n = dead_letters.erase(r, traces)
     except redis.RedisError as e:
         metrics.ERASE_DEAD_LETTERS_FAILED.inc()
-        log.error("dead letters of erased person %d not deleted (they expire with the "
-                  "dead-letter age): %s", traces.person_id, e)
+        log.error("dead letters of erased %s not deleted (they expire with the "
+                  "dead-letter age): %s", traces.subject, e)
         return None
     metrics.DEAD_LETTERS_ERASED.inc(n)
     if n:
-        log.info("erased person %d: %d dead letters deleted", traces.person_id, n)
+        log.info("erased %s: %d dead letters deleted", traces.subject, n)
     return n
 

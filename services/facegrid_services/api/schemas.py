@@ -169,6 +169,8 @@ class StrangerOut(BaseModel):
 class StrangerErasedOut(BaseModel):
     stranger_id: int
     presences_unlinked: int
+    #: Dead letters of its presences' tracks or its face, deleted (None: Redis failed).
+    dead_letters: int | None = 0
 
 
 class CalibrationOut(BaseModel):

@@ -15,6 +15,15 @@ simply stored.
 stream is capped at ``dead_letter_maxlen``; how many were evicted is returned),
 ``XACK`` of every entry of the batch, one :class:`facegrid.wire.Result` per event
 to its node, the fleet's Lamport maximum and the threshold statistics.
+
+A full Redis (``maxmemory`` with ``noeviction``) refuses that MULTI (``XADD``,
+``HINCRBY`` need memory); the worker first frees what it can (trims acknowledged
+entries, evicts dead letters) and tries again; if Redis is still full,
+:func:`acknowledge_when_full` acknowledges the batch (outside MULTI, which a full
+Redis refuses whole) and sends the results without
+the statistics, and the batch's dead letters, which cannot be written, are dropped
+loudly (logged without token or embedding, counted, alerted).  Otherwise the
+worker could never acknowledge, so never trim, and a full Redis would stay full.
 """
 
 from __future__ import annotations
@@ -237,6 +246,32 @@ def _entry_fields(a: Accepted) -> dict:
 @dataclass(slots=True)
 class AckOutcome:
     dead_letters_evicted: int = 0
+    #: Dead letters Redis was too full to take (only from acknowledge_when_full).
+    dead_letters_dropped: list[DeadLetter] = field(default_factory=list)
+
+
+def is_oom(e: BaseException) -> bool:
+    """Whether ``e`` is Redis refusing a command for want of memory (maxmemory reached)."""
+    return isinstance(e, redis.exceptions.OutOfMemoryError) or (
+        isinstance(e, redis.ResponseError) and "maxmemory" in str(e))
+
+
+def acknowledge_when_full(client: redis.Redis, plan: BatchPlan,
+                          outcome: StoreOutcome) -> AckOutcome:
+    """Redis is full: only what needs no memory — ``XACK`` of the whole batch (one
+    command, atomic) and the results; the dead letters are returned as dropped.  No
+    MULTI: a full Redis refuses every command queued in one."""
+    pipe = client.pipeline(transaction=False)
+    if plan.ack_ids:
+        pipe.xack(keys.EVENTS_STREAM, keys.WORKER_GROUP, *plan.ack_ids)
+    rejected = {d.sid for d in outcome.rejected}
+    for a in plan.accepted:
+        if a.sid not in rejected:
+            p = a.event.payload
+            pipe.publish(keys.results_channel(p.node_id),
+                         wire.result_json(p.event_id, p.track_id, a.recognised))
+    pipe.execute()
+    return AckOutcome(dead_letters_dropped=[*plan.dead, *outcome.rejected])
 
 
 def acknowledge(client: redis.Redis, plan: BatchPlan, outcome: StoreOutcome, *,

@@ -47,13 +47,23 @@ from sqlalchemy import Engine, func, select
 from facegrid import keys
 from facegrid.errors import FacegridError
 from facegrid.tokens import TokenVerifier
+from facegrid_services import dead_letters
 from facegrid_services.store import db, repo
 from facegrid_services.store.models import Sighting
 
 from . import metrics, presence
 from .calibration import calibrate
 from .checks import EntryChecker
-from .commit import TRANSIENT, Store, StoreOutcome, acknowledge, dead_letter_fields
+from .commit import (
+    TRANSIENT,
+    AckOutcome,
+    Store,
+    StoreOutcome,
+    acknowledge,
+    acknowledge_when_full,
+    dead_letter_fields,
+    is_oom,
+)
 from .duties import StreamDuties
 from .gallery import Gallery
 from .plan import BatchPlan, Entry, Planner, stream_id_seconds
@@ -80,6 +90,12 @@ class BatchResult:
     recognised: int = 0
     unknown: int = 0
     alerts: int = 0
+
+
+def _identity(fields) -> str:
+    """Node and event id of an entry, for a log line (never its token or embedding)."""
+    p = dead_letters.payload_of(fields or {})
+    return f"node {str(p.get('node_id'))[:63]!r}, event {str(p.get('event_id'))[:36]!r}"
 
 
 def _stage(name: str):
@@ -126,6 +142,8 @@ class Worker:
         self._batch: list[Entry] | None = None
         #: Entries claimed from dead consumers, processed before new reads.
         self._claimed: list[Entry] = []
+        #: Whether the last entry seen had a stream id in the future (see _watch_ids).
+        self._ids_ahead = False
         self._last_reclaim = self._last_stats = self._last_revocations = 0.0
         self._last_trim = self._last_consumers = 0.0
         #: Ends of recent intruder alerts (dedup without a query per unknown sighting).
@@ -172,7 +190,9 @@ class Worker:
                                      mkstream=True)
             log.info("created consumer group %s on %s", keys.WORKER_GROUP, keys.EVENTS_STREAM)
         except redis.ResponseError as e:
-            if "BUSYGROUP" not in str(e):
+            # A full Redis refuses even an existing group's XGROUP CREATE: carry on if
+            # the group is there (reading and acknowledging need no memory).
+            if "BUSYGROUP" not in str(e) and not (is_oom(e) and self.duties.group_exists()):
                 raise
         # Subscribe before loading, so a change between load and subscribe is not missed.
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
@@ -234,14 +254,21 @@ class Worker:
         self.calibration = cal
         self.planner.threshold = cal.threshold
         metrics.THRESHOLD.set(cal.threshold)
-        self.redis.set(keys.CALIBRATION, json.dumps(
-            {**cal.as_json(), "camera_thresholds": st.camera_thresholds}))
+        try:
+            self.redis.set(keys.CALIBRATION, json.dumps(
+                {**cal.as_json(), "camera_thresholds": st.camera_thresholds}))
+        except redis.ResponseError as e:
+            if not is_oom(e):
+                raise
+            log.warning("Redis is full: the calibration is not published (the API shows it "
+                        "once Redis has room again)")
         metrics.GALLERY_EMBEDDINGS.set(gallery.size)
         metrics.GALLERY_PEOPLE.set(gallery.people)
         metrics.GALLERY_RELOADS.inc()
         if suggested is not None:
             metrics.THRESHOLD_SUGGESTED.set(suggested)
-            self.redis.hset(keys.THRESHOLD_GRID, "suggested", f"{suggested:.4f}")
+            with contextlib.suppress(redis.ResponseError):  # only OOM: a statistic
+                self.redis.hset(keys.THRESHOLD_GRID, "suggested", f"{suggested:.4f}")
         log.info("gallery %s: %d embeddings of %d people (templates); threshold %.3f (%s: %s)",
                  gallery.model or "(any model)", gallery.size, gallery.people, cal.threshold,
                  cal.source, cal.note)
@@ -305,6 +332,7 @@ class Worker:
         metrics.PENDING.set(st.pending)
         metrics.BACKLOG.set(st.backlog)
         metrics.BACKLOG_AGE.set(st.backlog_age_s)
+        metrics.STREAM_ID_AHEAD.set(st.id_ahead_s)
         metrics.PENDING_AGE.set(st.pending_age_s)
         metrics.REDIS_USED_MEMORY.set(st.used_memory)
         metrics.REDIS_MAXMEMORY.set(st.maxmemory)
@@ -454,23 +482,63 @@ class Worker:
             plan = self.plan(entries)
             return plan, self.store.commit(plan, list(self._alert_ends), split=True)
 
+    def acknowledge(self, plan: BatchPlan, outcome: StoreOutcome) -> AckOutcome:
+        """The ack MULTI; when Redis is full: free memory and retry, then acknowledge
+        without dead letters and statistics (commit.py) rather than never again."""
+        try:
+            return acknowledge(self.redis, plan, outcome,
+                               dead_letter_maxlen=self.settings.dead_letter_maxlen)
+        except redis.ResponseError as e:
+            if not is_oom(e):
+                raise
+        log.warning("Redis is full (maxmemory): trimming and evicting dead letters first")
+        metrics.REDIS_FULL.inc()
+        self.trim()
+        try:
+            return acknowledge(self.redis, plan, outcome,
+                               dead_letter_maxlen=self.settings.dead_letter_maxlen)
+        except redis.ResponseError as e:
+            if not is_oom(e):
+                raise
+        ack = acknowledge_when_full(self.redis, plan, outcome)
+        for d in ack.dead_letters_dropped:
+            metrics.DEAD_LETTERS_DROPPED.labels(d.reason).inc()
+            log.error("Redis full: the dead letter of entry %s could not be written and is "
+                      "dropped (%s: %s; %s)", d.sid, d.reason, d.detail[:200],
+                      _identity(d.fields))
+        return ack
+
+    def _watch_ids(self, entries: list[Entry]) -> None:
+        """Name the sender of the entry whose id jumped into the future: a client chose
+        it (XADD with an explicit id); the entries after it only inherit that time."""
+        now = time.time()
+        for e in entries:
+            t = stream_id_seconds(e.sid)
+            ahead = t is not None and t > now + self.settings.clock_tolerance_s
+            if ahead and not self._ids_ahead:
+                log.error("stream entry %s has an id %.0f s in the future, chosen by its "
+                          "sender (%s); every later entry inherits that time", e.sid,
+                          t - now, _identity(e.fields))
+            self._ids_ahead = ahead
+
     def process(self, entries: list[Entry]) -> BatchResult:
         result = BatchResult(entries=len(entries))
         metrics.CONSUMED.inc(len(entries))
         metrics.BATCH_SIZE.observe(len(entries))
+        self._watch_ids(entries)
         plan = self.plan(entries)
         plan, outcome = self.commit(entries, plan)
         self._alert_ends.extend(outcome.alert_ends)  # only after the commit
         with _stage("ack"):
-            ack = acknowledge(self.redis, plan, outcome,
-                              dead_letter_maxlen=self.settings.dead_letter_maxlen)
+            ack = self.acknowledge(plan, outcome)
         if ack.dead_letters_evicted:
             metrics.DEAD_LETTERS_EVICTED.labels("maxlen").inc(ack.dead_letters_evicted)
             log.warning("dead-letter stream full: %d oldest dead letters evicted",
                         ack.dead_letters_evicted)
 
         done = time.time()
-        dead = [*plan.dead, *outcome.rejected]
+        dropped = {d.sid for d in ack.dead_letters_dropped}
+        dead = [d for d in (*plan.dead, *outcome.rejected) if d.sid not in dropped]
         result.stored = len(outcome.inserted)
         result.duplicates = plan.duplicates + len(plan.accepted) - len(outcome.rejected) \
             - result.stored

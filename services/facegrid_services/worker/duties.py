@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -80,6 +81,10 @@ class StreamStats:
     pending_age_s: float = 0.0
     #: Whether Redis had lost the group's read counter (and it was counted here).
     lag_recounted: bool = False
+    #: How far the stream's last id is ahead of this clock (0: not ahead).  A client
+    #: may XADD an explicit future id (ACLs cannot forbid it); every later entry then
+    #: inherits that time, and ages computed from ids read 0.
+    id_ahead_s: float = 0.0
     used_memory: int = 0
     maxmemory: int = 0
 
@@ -190,10 +195,17 @@ class StreamDuties:
                 lo = summary.get("min")
                 t = stream_id_seconds(_s(lo)) if lo else None
                 out.pending_age_s = max(0.0, now - t) if t is not None else 0.0
+        with contextlib.suppress(redis.ResponseError):  # no stream yet
+            info = self.redis.xinfo_stream(self.stream)
+            t = stream_id_seconds(_s(info.get("last-generated-id") or "0-0"))
+            out.id_ahead_s = max(0.0, t - now) if t is not None else 0.0
         mem = self.redis.info("memory")
         out.used_memory = int(mem.get("used_memory") or 0)
         out.maxmemory = int(mem.get("maxmemory") or 0)
         return out
+
+    def group_exists(self) -> bool:
+        return self._group() is not None
 
     # --- trimming --------------------------------------------------------------------
 

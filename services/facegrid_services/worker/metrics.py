@@ -50,6 +50,10 @@ THRESHOLD_SUGGESTED = Gauge(
     "Threshold giving the target false-accept rate among different-person gallery pairs.")
 REVOKED_KNOWN = Gauge("facegrid_worker_revoked_tokens", "Revoked token ids known.")
 LAMPORT_MAX = Gauge("facegrid_worker_lamport_max", "Highest Lamport value seen.")
+STREAM_ID_AHEAD = Gauge(
+    "facegrid_worker_stream_id_ahead_seconds",
+    "How far the event stream's last entry id is ahead of the worker's clock (a client "
+    "XADDed an explicit future id: later ids inherit it and backlog ages read 0).")
 BACKLOG_AGE = Gauge("facegrid_worker_stream_backlog_age_seconds",
                     "Age of the oldest entry not yet delivered to the worker group (from its "
                     "stream id: right after a Redis restart too); 0 when none.")
@@ -62,6 +66,13 @@ DEAD_LETTERS_EVICTED = Counter(
     "Dead letters deleted: the stream's cap reached (maxlen), their lifetime over (expired) or "
     "Redis' memory above dead_letter_memory_ratio of maxmemory (memory).",
     ["reason"])
+DEAD_LETTERS_DROPPED = Counter(
+    "facegrid_worker_dead_letters_dropped_total",
+    "Dead letters Redis was too full to take even after trimming (logged, never stored), "
+    "by reason.", ["reason"])
+REDIS_FULL = Counter(
+    "facegrid_worker_redis_full_total",
+    "Acknowledgements Redis refused for want of memory (maxmemory reached).")
 CONSUMERS_REMOVED = Counter("facegrid_worker_consumers_removed_total",
                             "Consumers of gone workers deleted from the group.")
 REDIS_USED_MEMORY = Gauge("facegrid_worker_redis_used_memory_bytes",

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 from facegrid_services import dead_letters
-from facegrid_services.store.models import Presence, Sighting
+from facegrid_services.store.models import Presence, Sighting, Stranger
 from facegrid_services.worker.commit import dead_letter_fields
 from fixtures.synthetic import EventFactory, near, unit_vectors
 from sqlalchemy import select
@@ -101,7 +101,7 @@ def test_scan_pages_through_the_whole_stream(api):
     cam = EventFactory("cam-1", "token")
     mine = {_dead(api, cam.entry(near(face, rng, 0.02))) for _ in range(7)}
     theirs = {_dead(api, cam.entry(near(other, rng, 0.02))) for _ in range(6)}
-    traces = dead_letters.PersonTraces(1, embeddings={MODEL: face[None, :]})
+    traces = dead_letters.Traces("person 1", embeddings={MODEL: face[None, :]})
     assert dead_letters.erase(api.redis, traces, threshold=0.6, page=2) == 7
     assert _left(api) == theirs and not mine & _left(api)
 
@@ -114,3 +114,27 @@ def test_threshold_is_the_lowest_in_force(api):
     assert dead_letters.match_threshold(api.redis) == 0.55
     api.redis.set(keys.CALIBRATION, b"\xff not json")
     assert dead_letters.match_threshold(api.redis) == 0.58
+
+
+def test_erasing_a_repeat_stranger_deletes_its_dead_letters(api):
+    rng = np.random.default_rng(7)
+    face, other = unit_vectors(2, rng)
+    now = datetime.now(UTC)
+    with api.sessions() as s:
+        st = Stranger(model=MODEL, vector=face.astype("<f4").tobytes(), presences=1,
+                      first_seen=now, last_seen=now, nodes=["cam-3"])
+        s.add(st)
+        s.flush()
+        s.add(Presence(node_id="cam-3", track_id=31, status="unknown", first_seen=now,
+                       last_seen=now, stranger_id=st.id))
+        s.commit()
+        sid = st.id
+    cam = EventFactory("cam-3", "token")
+    gone = {_dead(api, cam.entry(other, track_id=31)),             # its presence's track
+            _dead(api, cam.entry(near(face, rng, 0.02), track_id=40))}  # its face
+    kept = {_dead(api, cam.entry(other, track_id=41))}
+    api.redis.set(keys.CALIBRATION, json.dumps({"threshold": 0.6}))
+    r = api.client.delete(f"{API_PREFIX}/strangers/{sid}", headers=api.admin)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"stranger_id": sid, "presences_unlinked": 1, "dead_letters": 2}
+    assert _left(api) == kept and not gone & _left(api)

@@ -60,8 +60,9 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait(10)
 
 
-def test_chart_redis_starts_with_password_and_aof(helm, tmp_path):
-    docs = helm.template()
+@pytest.mark.parametrize("keda", [False, True], ids=["plain", "keda"])
+def test_chart_redis_starts_with_password_and_aof(helm, tmp_path, keda):
+    docs = helm.template(*(["--set", "worker.keda.enabled=true"] if keda else []))
     conf = by_kind(docs, "ConfigMap")["fg-facegrid-redis"]["data"]["redis.conf"]
     sts = by_kind(docs, "StatefulSet")["fg-facegrid-redis"]
     (container,) = sts["spec"]["template"]["spec"]["containers"]
@@ -77,11 +78,26 @@ def test_chart_redis_starts_with_password_and_aof(helm, tmp_path):
     script = script.replace("/run/redis", str(run)).replace("/etc/redis", str(etc))
     roles = {"SERVER_PASSWORD": "srv1Pw1234", "WORKER_PASSWORD": "wrk1Pw1234",
              "OPERATOR_PASSWORD": "opr1Pw1234"}
+    if keda:
+        roles["KEDA_PASSWORD"] = "ked1Pw1234"
     proc = start(script, {"REDIS_PASSWORD": PASSWORD, **roles}, port)
     try:
         check_running(proc, port, data)
         # no node user: the operator makes one per CameraNode, through its own user
-        check_role_users(port, roles, None, ("server", "worker", "operator"))
+        check_role_users(port, roles, None, ("server", "worker", "operator")
+                         + (("keda",) if keda else ()))
+        if keda:  # what KEDA's lagCount sends works; reading or writing entries does not
+            k = redis.Redis(port=port, username="facegrid-keda", password="ked1Pw1234",
+                            protocol=3)
+            assert "redis_version" in k.info()
+            assert k.xinfo_groups("facegrid:events") == [] and k.xlen("facegrid:events") >= 1
+            for call in (lambda: k.xrange("facegrid:events"), lambda: k.xadd("facegrid:events",
+                         {"v": "2"}), lambda: k.get("facegrid:lamport:max"),
+                         lambda: k.xinfo_stream("facegrid:events", full=True)):
+                with pytest.raises(redis.exceptions.NoPermissionError):
+                    call()
+        else:
+            assert not redis.Redis(port=port, password=PASSWORD).acl_getuser("facegrid-keda")
         from facegrid_operator.redis_users import RedisUsers
 
         from facegrid import acl

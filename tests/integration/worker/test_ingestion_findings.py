@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import redis
 from facegrid_services.store.models import Attendance, Sighting
 from facegrid_services.worker import metrics
 from facegrid_services.worker.consumer import Worker
@@ -292,6 +293,74 @@ def test_dead_letters_never_fill_redis(wh, settings, store, node, redis_server):
     assert _metric("facegrid_worker_dead_letters_evicted_total", reason="memory") == \
         before + 4000 - left
     assert wh.count_sightings(store[1]) == len(ids) == 5
+
+
+def _sum(name: str) -> float:
+    return sum(s.value for m in REGISTRY.collect() for s in m.samples if s.name == name)
+
+
+def test_a_full_redis_is_drained_not_wedged(wh, settings, store, node, redis_server):
+    """Redis at maxmemory (noeviction) refuses XADD/HINCRBY/SET: a worker (re)started then
+    must still start, store and acknowledge the backlog, so that trimming frees Redis;
+    the dead letters it cannot write are dropped loudly (counted), never the events."""
+    client = redis_server.client()
+    client.xgroup_create(keys.EVENTS_STREAM, keys.WORKER_GROUP, id="0", mkstream=True)
+    rng = np.random.default_rng(10)
+    good = [node.entry(v) for v in unit_vectors(600, rng)]  # ~2 MB: more than the
+    # memory the worker's own connections take once it runs
+    bad = []
+    for v in unit_vectors(3, rng):
+        e = node.entry(v)
+        e["embedding"] = e["embedding"][:-4]
+        bad.append(e)
+    _xadd(client, bad + good)  # the bad ones in the first batch: Redis still full then
+    old_cap = client.config_get("maxmemory")["maxmemory"]
+    used = client.info("memory")["used_memory"]
+    client.config_set("maxmemory", str(used - 20_000))  # full: XADD is refused
+    with pytest.raises(redis.exceptions.OutOfMemoryError):
+        client.xadd(keys.EVENTS_STREAM, good[0])
+    dropped, full = _sum("facegrid_worker_dead_letters_dropped_total"), \
+        _sum("facegrid_worker_redis_full_total")
+    settings = settings.model_copy(update={"trim_interval_s": 0.2})
+    try:
+        with wh.running(Worker(settings)):
+            wh.wait_for(lambda: wh.group_pending(client) == 0, timeout=30,
+                        what="the backlog acknowledged")
+            wh.wait_for(lambda: client.xlen(keys.EVENTS_STREAM) == 0, timeout=30,
+                        what="the acknowledged backlog trimmed")
+            # Redis has room again: nodes' events are accepted and stored.
+            late = _xadd(client, [node.entry(v) for v in unit_vectors(2, rng)])
+            wh.wait_for(lambda: wh.count_sightings(store[1]) == 602, timeout=30)
+    finally:
+        client.config_set("maxmemory", old_cap)
+    assert len(late) == 2 and wh.count_sightings(store[1]) == 602
+    assert _sum("facegrid_worker_dead_letters_dropped_total") == dropped + 3
+    assert client.xlen(keys.DEAD_LETTER_STREAM) == 0
+    assert _sum("facegrid_worker_redis_full_total") >= full + 1
+
+
+def test_a_future_stream_id_is_measured_and_its_sender_named(wh, settings, store, node,
+                                                              signing_key, redis_server,
+                                                              caplog):
+    """ACLs cannot stop a node from XADDing an explicit id in the future; every later
+    entry inherits that time.  The worker stores them (arrival capped at its clock),
+    shows how far ahead the ids run and names the sender of the jump, once."""
+    client = redis_server.client()
+    other = EventFactory("cam-2", tokens.issue_token(signing_key, "cam-2"))
+    vecs = unit_vectors(4, np.random.default_rng(11))
+    future_ms = int((time.time() + 3600) * 1000)
+    client.xadd(keys.EVENTS_STREAM, node.entry(vecs[0]), id=f"{future_ms}-0")
+    _xadd(client, [other.entry(v) for v in vecs[1:]])  # auto ids: inherit the future time
+    with caplog.at_level("ERROR", logger="facegrid_services.worker.consumer"), \
+            wh.running(Worker(settings)):
+        wh.wait_for(lambda: wh.count_sightings(store[1]) == 4, timeout=30)
+        wh.wait_for(lambda: _metric("facegrid_worker_stream_id_ahead_seconds") > 3000,
+                    timeout=30, what="the stream id clock measured ahead")
+    named = [r.getMessage() for r in caplog.records if "in the future" in r.getMessage()]
+    assert len(named) == 1 and "'cam-1'" in named[0] and "cam-2" not in named[0], named
+    with store[1].connect() as c:
+        received = c.execute(select(Sighting.received_at)).scalars().all()
+    assert all(r < datetime.now(UTC) + timedelta(seconds=5) for r in received)
 
 
 # --- 4. take-over of a SIGKILLed worker ----------------------------------------------

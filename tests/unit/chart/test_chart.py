@@ -283,8 +283,12 @@ def test_keda_scaled_object_on_stream_lag(render, helm):
     assert md["address"] == "fg-facegrid-redis.facegrid.svc:6379"
     assert md["lagCount"] == "50" and md["activationLagCount"] == "0"
     ta = by_kind(docs, "TriggerAuthentication")[trig["authenticationRef"]["name"]]
-    (ref,) = ta["spec"]["secretTargetRef"]
-    assert ref == {"parameter": "password", "name": "fg-facegrid-redis", "key": "redis-password"}
+    # KEDA's own read-only Redis user (src/facegrid/acl.py "keda"), not the admin password.
+    assert ta["spec"]["secretTargetRef"] == [
+        {"parameter": "username", "name": "fg-facegrid-redis-keda", "key": "username"},
+        {"parameter": "password", "name": "fg-facegrid-redis-keda", "key": "password"}]
+    keda_user = by_kind(docs, "Secret")["fg-facegrid-redis-keda"]["stringData"]
+    assert keda_user["username"] == "facegrid-keda" and keda_user["password"].isalnum()
     assert "replicas" not in by_kind(docs, "Deployment")["fg-facegrid-worker"]["spec"]
     # KEDA reaches Redis through the NetworkPolicy.
     np = by_kind(docs, "NetworkPolicy")["fg-facegrid-redis"]

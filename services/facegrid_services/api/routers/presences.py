@@ -10,9 +10,11 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from sqlalchemy import update
 
 from facegrid.types import IsoDateTime
+from facegrid_services import dead_letters
 from facegrid_services.store import queries
 from facegrid_services.store.models import Presence, Stranger
 
+from .. import people_admin
 from ..deps import Admin, Ctx, DbSession, Viewer
 from ..schemas import Page, PresenceOut, StrangerErasedOut, StrangerOut
 from .common import Limit, Offset, OptNodeId, OptPersonId, check_range, utc_instant
@@ -72,12 +74,14 @@ def list_strangers(ctx: Ctx, session: DbSession, limit: Limit = 100,
 @router.delete("/strangers/{stranger_id}", response_model=StrangerErasedOut,
                dependencies=[Admin],
                summary="Erase a repeat stranger: its embedding and its presences' aggregates")
-def erase_stranger(stranger_id: StrangerId, session: DbSession) -> StrangerErasedOut:
+def erase_stranger(stranger_id: StrangerId, session: DbSession, ctx: Ctx) -> StrangerErasedOut:
     s = session.get(Stranger, stranger_id)
     if s is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"stranger {stranger_id} does not exist")
+    traces = dead_letters.stranger_traces(session, stranger_id)  # before the links go
     res = session.execute(update(Presence).where(Presence.stranger_id == stranger_id)
                           .values(stranger_id=None, aggregate=None))
     session.delete(s)
     session.commit()
-    return StrangerErasedOut(stranger_id=stranger_id, presences_unlinked=int(res.rowcount or 0))
+    return StrangerErasedOut(stranger_id=stranger_id, presences_unlinked=int(res.rowcount or 0),
+                             dead_letters=people_admin.erase_dead_letters(ctx.redis, traces))
