@@ -179,7 +179,14 @@ def visits_from_presences(spans: Iterable[tuple[datetime, datetime]],
     return out
 
 
-def _union(visits: Iterable[Visit], lo: datetime, hi: datetime) -> list[Visit]:
+def _union(visits: Sequence[Visit], lo: datetime, hi: datetime) -> list[Visit]:
+    if len(visits) == 1:  # the common day: one visit, nothing to merge
+        v = visits[0]
+        if v.end < lo or v.start >= hi:
+            return []
+        if v.start >= lo and v.end <= hi:
+            return [v]
+        return [Visit(max(v.start, lo), min(v.end, hi), v.corrected)]
     clipped = sorted((Visit(max(v.start, lo), min(v.end, hi), v.corrected)
                       for v in visits if v.end >= lo and v.start < hi),
                      key=lambda v: (v.start, v.end))
@@ -262,35 +269,44 @@ def frame_status(frame: DayFrame, visits: Sequence[Visit], sched: Schedule,
     (+ grace) nobody is absent yet (``upcoming``), and before its last shift ends
     nobody has left early yet."""
     day, lo, hi = frame.day, frame.lo, frame.hi
-    mine = [c for c in corrections if c.day == day]
+    mine = [c for c in corrections if c.day == day] if corrections else ()
     # Corrections apply to the day's visits only: other days keep theirs.
     visits = _union(visits, lo, hi)
     if mine:
         visits = _union(apply_corrections(visits, mine), lo, hi)
     windows, scheduled = frame.windows, frame.scheduled
-    on_site = sum(((v.end - v.start) for v in visits), ZERO)
-    first_in = visits[0].start if visits else None
-    last_out = visits[-1].end if visits else None
-    common = dict(day=day, scheduled=scheduled, first_in=first_in, last_out=last_out,
-                  on_site=on_site, visits=len(visits),
-                  corrected=any(v.corrected for v in visits) or bool(mine),
-                  corrections=tuple(sorted(c.id for c in mine)))
+    if visits:
+        on_site = ZERO
+        corrected = bool(mine)
+        for v in visits:
+            on_site += v.end - v.start
+            corrected = corrected or v.corrected
+        first_in, last_out = visits[0].start, visits[-1].end
+    else:
+        on_site, corrected, first_in, last_out = ZERO, bool(mine), None, None
+    fixes = tuple(sorted(c.id for c in mine)) if mine else ()
+
+    def status(kind: Status, late_by: timedelta = ZERO, left_early_by: timedelta = ZERO,
+               overtime: timedelta = ZERO) -> DayStatus:
+        return DayStatus(day, kind, scheduled, first_in, last_out, on_site, late_by,
+                         left_early_by, overtime, len(visits), corrected, fixes)
+
     if frame.holiday:
-        return DayStatus(status=Status.HOLIDAY, overtime=on_site, **common)
+        return status(Status.HOLIDAY, overtime=on_site)
     if not windows:
-        return DayStatus(status=Status.OFF, overtime=on_site, **common)
-    start, end = windows[0][0], max(e for _, e in windows)
+        return status(Status.OFF, overtime=on_site)
+    start = windows[0][0]
+    end = windows[0][1] if len(windows) == 1 else max(e for _, e in windows)
     if not visits:
         if now is not None and now <= start + sched.grace_late:
-            return DayStatus(status=Status.UPCOMING, **common)
-        return DayStatus(status=Status.ABSENT, **common)
+            return status(Status.UPCOMING)
+        return status(Status.ABSENT)
     late_by = first_in - start if first_in > start + sched.grace_late else ZERO
     early_by = end - last_out if last_out < end - sched.grace_early else ZERO
     if now is not None and now < end:
         early_by = ZERO  # still within the shift: not gone early (yet)
-    status = Status.LATE if late_by else Status.LEFT_EARLY if early_by else Status.PRESENT
-    return DayStatus(status=status, late_by=late_by, left_early_by=early_by,
-                     overtime=max(ZERO, on_site - scheduled), **common)
+    kind = Status.LATE if late_by else Status.LEFT_EARLY if early_by else Status.PRESENT
+    return status(kind, late_by, early_by, on_site - scheduled if on_site > scheduled else ZERO)
 
 
 def day_status(day: date, visits: Sequence[Visit], sched: Schedule,
@@ -311,6 +327,9 @@ def period_statuses(first: date, last: date, visits: Sequence[Visit], sched: Sch
     everyone on the same schedule."""
     frames = day_frames(first, last, sched) if frames is None else frames
     ordered = sorted(visits, key=lambda v: (v.start, v.end))
+    by_day: dict[date, list[Correction]] = {}
+    for c in corrections:
+        by_day.setdefault(c.day, []).append(c)
     out, i = [], 0
     for f in frames:
         # Days ascend: a visit that ended before this day reaches no later one.
@@ -322,5 +341,5 @@ def period_statuses(first: date, last: date, visits: Sequence[Visit], sched: Sch
             if ordered[j].end >= f.lo:
                 todays.append(ordered[j])
             j += 1
-        out.append(frame_status(f, todays, sched, corrections, now))
+        out.append(frame_status(f, todays, sched, by_day.get(f.day, ()), now))
     return out

@@ -160,10 +160,16 @@ class EnrollClient:
         raise AssertionError  # unreachable
 
     def known_hashes(self, person_id: int, model: str) -> set[str]:
-        r = self._call("GET", f"{_PEOPLE}/{person_id}/embeddings", params={"model": model})
-        if r.status_code != 200:
-            self._fail(r, f"cannot list embeddings of person {person_id}")
-        return {e["image_hash"] for e in r.json()}
+        hashes: set[str] = set()
+        while True:  # every page
+            r = self._call("GET", f"{_PEOPLE}/{person_id}/embeddings",
+                           params={"model": model, "limit": 1000, "offset": len(hashes)})
+            if r.status_code != 200:
+                self._fail(r, f"cannot list embeddings of person {person_id}")
+            page = r.json()
+            hashes |= {e["image_hash"] for e in page["items"]}
+            if not page["items"] or len(hashes) >= page["total"]:
+                return hashes
 
     def upload(self, person_id: int, model: str, image_hash: str, embedding: np.ndarray) -> bool:
         raw = np.ascontiguousarray(embedding, dtype="<f4").tobytes()

@@ -40,7 +40,7 @@ def test_up_starts_the_stack_and_ctrl_c_stops_everything(tmp_path):
         assert httpx.get(f"{base}/readyz", timeout=5).status_code == 200
         r = httpx.get(f"{base}{API_PREFIX}/nodes", timeout=5,
                       headers={"Authorization": f"Bearer {token}"})
-        assert r.status_code == 200 and r.json() == []
+        assert r.status_code == 200 and r.json()["items"] == []
         children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
                                   text=True).stdout.split()
         assert len(children) >= 3, children  # redis, server, worker

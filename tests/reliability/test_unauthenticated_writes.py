@@ -77,7 +77,7 @@ def test_every_write_route_refuses_unauthenticated_requests(live_server, record_
     counted = refused_total(client) - before
     admin = {"Authorization": f"Bearer {live_server.admin_token}"}
     people = client.get(f"{API_PREFIX}/people", headers=admin).json()["total"]
-    nodes = client.get(f"{API_PREFIX}/nodes", headers=admin).json()
+    nodes = client.get(f"{API_PREFIX}/nodes", headers=admin).json()["items"]
     print(f"\n{sent} unauthenticated write requests to {len(routes)} write routes: "
           f"{sent - len(unexpected)} refused (401/403), {counted:.0f} counted in metrics, "
           f"{people} people and {len(nodes)} nodes written")

@@ -92,11 +92,21 @@ def create(session: Session, name: str, role: Role | str, *, created_by: str,
     return row, token
 
 
-def list_tokens(session: Session, *, include_revoked: bool = False) -> list[ApiToken]:
+def list_tokens(session: Session, *, include_revoked: bool = False, limit: int | None = None,
+                offset: int = 0) -> list[ApiToken]:
     q = select(ApiToken).order_by(ApiToken.id)
     if not include_revoked:
         q = q.where(ApiToken.revoked_at.is_(None))
-    return list(session.scalars(q))
+    return list(session.scalars(q.limit(limit).offset(offset)))
+
+
+def count_tokens(session: Session, *, include_revoked: bool = False) -> int:
+    from sqlalchemy import func
+
+    q = select(func.count()).select_from(ApiToken)
+    if not include_revoked:
+        q = q.where(ApiToken.revoked_at.is_(None))
+    return int(session.scalar(q) or 0)
 
 
 def find(session: Session, ident: str | int) -> ApiToken:

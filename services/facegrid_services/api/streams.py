@@ -85,16 +85,29 @@ def _dead_letter_out(entry_id, fields: dict) -> DeadLetterOut:
         fields=sorted(k for k in f if k in wire.ENTRY_FIELDS))
 
 
-def list_dead_letters(r: redis.Redis, *, count: int = 50,
-                      before: str | None = None) -> list[DeadLetterOut]:
-    """Newest first; ``before`` (an entry id, exclusive) pages further back."""
-    if before is not None:
-        before = check_entry_id(before)
-        if before == "0-0":
-            return []  # nothing lies before the first possible id
-    top = f"({before}" if before else "+"
-    entries = r.xrevrange(keys.DEAD_LETTER_STREAM, max=top, min="-", count=count)
-    return [_dead_letter_out(i, f) for i, f in entries]
+_SKIP_CHUNK = 1000
+
+
+def list_dead_letters(r: redis.Redis, *, limit: int = 100,
+                      offset: int = 0) -> tuple[list[DeadLetterOut], int]:
+    """One page of dead letters, newest first, and how many there are.
+
+    A stream cannot skip by position: the first ``offset`` entries are read and
+    dropped in chunks (the queue is capped by the worker's dead_letter_maxlen).
+    """
+    total = int(r.xlen(keys.DEAD_LETTER_STREAM))
+    if offset >= total:
+        return [], total
+    top = "+"
+    while offset > 0:
+        skipped = r.xrevrange(keys.DEAD_LETTER_STREAM, max=top, min="-",
+                              count=min(offset, _SKIP_CHUNK))
+        if not skipped:
+            return [], total
+        offset -= len(skipped)
+        top = f"({_s(skipped[-1][0])}"
+    entries = r.xrevrange(keys.DEAD_LETTER_STREAM, max=top, min="-", count=limit)
+    return [_dead_letter_out(i, f) for i, f in entries], total
 
 
 def get_dead_letter(r: redis.Redis, entry_id: str) -> DeadLetterOut:

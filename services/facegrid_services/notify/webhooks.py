@@ -101,11 +101,16 @@ def get(session: Session, ident: int | str) -> WebhookSubscription:
     return row
 
 
-def list_subscriptions(session: Session, *, active_only: bool = False) -> list[WebhookSubscription]:
+def list_subscriptions(session: Session, *, active_only: bool = False, limit: int | None = None,
+                       offset: int = 0) -> list[WebhookSubscription]:
     q = select(WebhookSubscription).order_by(WebhookSubscription.id)
     if active_only:
         q = q.where(WebhookSubscription.active.is_(True))
-    return list(session.scalars(q))
+    return list(session.scalars(q.limit(limit).offset(offset)))
+
+
+def count_subscriptions(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(WebhookSubscription)) or 0)
 
 
 def update_subscription(session: Session, row: WebhookSubscription, *, url: str | None = None,

@@ -30,6 +30,10 @@ def make_engine(url: str, **kw) -> Engine:
 
         return engine
     kw.setdefault("pool_pre_ping", True)
+    if url.startswith("postgresql"):
+        # Sessions in UTC: timestamps come back as timezone.utc datetimes, which the
+        # UTCDateTime columns pass through as they are (no conversion per row).
+        kw.setdefault("connect_args", {"options": "-c timezone=UTC"})
     return create_engine(url, **kw)
 
 

@@ -39,8 +39,8 @@ def _page(session: Session, stmt: Select, limit: int, offset: int, *, scalars: b
 
 # --- nodes ----------------------------------------------------------------------
 
-def list_nodes(session: Session) -> Sequence[Node]:
-    return session.scalars(select(Node).order_by(Node.node_id)).all()
+def list_nodes(session: Session, *, limit: int = 100, offset: int = 0) -> QueryPage[Node]:
+    return _page(session, select(Node).order_by(Node.node_id), limit, offset)
 
 
 def get_node(session: Session, node_id: str) -> Node | None:
@@ -74,12 +74,12 @@ def list_people(session: Session, *, name: str | None = None, search: str | None
     return _page(session, stmt, limit, offset)
 
 
-def list_embeddings(session: Session, person_id: int,
-                    model: str | None = None) -> Sequence[Embedding]:
+def list_embeddings(session: Session, person_id: int, model: str | None = None, *,
+                    limit: int = 100, offset: int = 0) -> QueryPage[Embedding]:
     stmt = select(Embedding).where(Embedding.person_id == person_id).order_by(Embedding.id)
     if model is not None:
         stmt = stmt.where(Embedding.model == model)
-    return session.scalars(stmt).all()
+    return _page(session, stmt, limit, offset)
 
 
 def find_embedding(session: Session, person_id: int, model: str,

@@ -62,7 +62,9 @@ def test_register_heartbeat_and_status(api):
 
     api.client.post(heartbeat_path("cam-1"), json=heartbeat(state="idle"),
                     headers=api.node_headers("cam-1"))
-    listed = api.client.get(f"{API_PREFIX}/nodes", headers=api.admin).json()
+    page = api.client.get(f"{API_PREFIX}/nodes", headers=api.admin).json()
+    assert page["total"] == 1 and page["limit"] == 100 and page["offset"] == 0
+    listed = page["items"]
     assert [n["node_id"] for n in listed] == ["cam-1"]
     assert listed[0]["status"] == "idle" and listed[0]["events_sent"] == 4
 

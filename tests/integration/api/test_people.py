@@ -119,8 +119,10 @@ def test_enroll_embeddings_dedup_and_announce(api):
 
     person = api.client.get(f"{API_PREFIX}/people/{ada['id']}", headers=api.admin).json()
     assert person["embeddings"] == {"facenet-casia-webface": 2, "facenet-vggface2": 1}
-    listed = api.client.get(url, params={"model": "facenet-casia-webface"},
-                            headers=api.admin).json()
+    page = api.client.get(url, params={"model": "facenet-casia-webface"},
+                          headers=api.admin).json()
+    listed = page["items"]
+    assert page["total"] == 2
     assert sorted(e["image_hash"] for e in listed) == sorted([image_hash(1), image_hash(2)])
     assert all("embedding" not in e and "vector" not in e for e in listed)
 

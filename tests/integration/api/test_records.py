@@ -172,15 +172,20 @@ def test_stream_backlog_and_dead_letters(api):
     dl_id = r.xadd(keys.DEAD_LETTER_STREAM, dead).decode()
     r.xadd(keys.DEAD_LETTER_STREAM, {**_entry(8), "reason": b"bad_json", "detail": b"x",
                                      "source_id": b"1-1"})
-    listed = api.client.get(f"{API_PREFIX}/dead-letters", headers=api.admin).json()
+    page = api.client.get(f"{API_PREFIX}/dead-letters", headers=api.admin).json()
+    assert page["total"] == 2 and page["offset"] == 0
+    listed = page["items"]
     assert [d["reason"] for d in listed] == ["bad_json", "revoked"]
     one = api.client.get(f"{API_PREFIX}/dead-letters/{dl_id}", headers=api.admin).json()
     assert one["node_id"] == "cam-1" and one["source_id"] == first_id
     assert one["fields"] == ["embedding", "payload", "token", "v"]
     assert "jwt" not in json.dumps(one)  # the token is never shown
-    older = api.client.get(f"{API_PREFIX}/dead-letters", params={"before": listed[0]["id"]},
+    older = api.client.get(f"{API_PREFIX}/dead-letters", params={"limit": 1, "offset": 1},
                            headers=api.admin).json()
-    assert [d["id"] for d in older] == [dl_id]
+    assert [d["id"] for d in older["items"]] == [dl_id] and older["total"] == 2
+    beyond = api.client.get(f"{API_PREFIX}/dead-letters", params={"offset": 2},
+                            headers=api.admin).json()
+    assert beyond["items"] == [] and beyond["total"] == 2
 
     rep = api.client.post(f"{API_PREFIX}/dead-letters/{dl_id}/replay", headers=api.admin)
     assert rep.status_code == 200, rep.text

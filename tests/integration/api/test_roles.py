@@ -157,7 +157,7 @@ def test_token_shown_once_stored_hashed_expiry_revocation_last_used(api):
     created = r.json()
     token = created["token"]
     assert token.startswith(f"fgk_{created['prefix']}_") and len(token) >= 50
-    listed = api.client.get(f"{API_PREFIX}/api-tokens", headers=api.admin).json()
+    listed = api.client.get(f"{API_PREFIX}/api-tokens", headers=api.admin).json()["items"]
     assert [t["name"] for t in listed] == ["hr reports"]
     assert "token" not in listed[0] and listed[0]["last_used_at"] is None
     with api.sessions() as s:
@@ -167,7 +167,7 @@ def test_token_shown_once_stored_hashed_expiry_revocation_last_used(api):
     me = api.client.get(f"{API_PREFIX}/auth/me", headers=bearer(token)).json()
     assert me["role"] == "viewer" and me["name"] == "hr reports"
     assert me["can"] == ["read"]
-    listed = api.client.get(f"{API_PREFIX}/api-tokens", headers=api.admin).json()
+    listed = api.client.get(f"{API_PREFIX}/api-tokens", headers=api.admin).json()["items"]
     assert listed[0]["last_used_at"] is not None
 
     # a wrong secret with a real prefix, and a name clash

@@ -51,7 +51,7 @@ def test_subscription_lifecycle_dead_letters_and_replay(api, webhook_receiver):
     sub = r.json()
     assert sub["secret"].startswith("whsec_") and sub["include_names"] is False
     assert sub["created_by"] == "bootstrap-admin"
-    listed = api.client.get(f"{API_PREFIX}/webhooks", headers=api.admin).json()
+    listed = api.client.get(f"{API_PREFIX}/webhooks", headers=api.admin).json()["items"]
     assert "secret" not in listed[0]
     assert api.client.post(f"{API_PREFIX}/webhooks", headers=api.admin, json={
         "name": "chat", "url": webhook_receiver.url("x"),

@@ -83,3 +83,31 @@ def test_error_body_matches_the_model():
     errors = [{"loc": ["query", "limit"], "msg": "too big", "type": "less_than_equal"}]
     assert validation_detail(errors) == "query.limit: too big"
     assert len(validation_detail(errors * 500, limit=100)) == 100
+
+
+def test_every_list_is_paginated_the_same_way(schema):
+    """No route answers a bare array; every list is {items, total, limit, offset} with
+    the same limit (1-1000, default 100) and offset parameters."""
+    comps = schema["components"]["schemas"]
+    lists = []
+    for method, path, op in _operations(schema):
+        ok = op["responses"].get("200", op["responses"].get("201", {}))
+        body = ok.get("content", {}).get("application/json", {}).get("schema", {})
+        assert body.get("type") != "array", (method, path)
+        ref = body.get("$ref", "")
+        props = comps.get(ref.rsplit("/", 1)[-1], {}).get("properties", {}) if ref else {}
+        if props.get("items", {}).get("type") != "array":
+            continue
+        lists.append(path)
+        assert {"total", "limit", "offset"} <= set(props), (path, sorted(props))
+        params = {p["name"]: p["schema"] for p in op.get("parameters", [])}
+        assert params["limit"] == {"type": "integer", "maximum": 1000, "minimum": 1,
+                                   "default": 100, "description": "Page size (1–1000)",
+                                   "title": "Limit"}, (path, params["limit"])
+        assert params["offset"]["minimum"] == 0 and params["offset"]["default"] == 0, path
+    for path in ("/nodes", "/people", "/people/{person_id}/embeddings", "/sightings",
+                 "/presences", "/strangers", "/attendance", "/alerts", "/dead-letters",
+                 "/api-tokens", "/audit", "/groups", "/groups/{group_id}/members",
+                 "/schedules", "/closures", "/statuses", "/corrections", "/webhooks",
+                 "/webhooks/{subscription_id}/deliveries"):
+        assert f"{API_PREFIX}{path}" in lists, path

@@ -31,10 +31,15 @@ def who_am_i(principal: CurrentPrincipal) -> WhoAmI:
                   can=capabilities(principal.role))
 
 
-@router.get("/api-tokens", response_model=list[ApiTokenOut], dependencies=[Admin],
+@router.get("/api-tokens", response_model=Page[ApiTokenOut], dependencies=[Admin],
             summary="Named API tokens (never the secrets)")
-def list_api_tokens(session: DbSession, include_revoked: bool = False) -> list[ApiTokenOut]:
-    return [_out(r) for r in api_tokens.list_tokens(session, include_revoked=include_revoked)]
+def list_api_tokens(session: DbSession, include_revoked: bool = False, limit: Limit = 100,
+                    offset: Offset = 0) -> Page[ApiTokenOut]:
+    rows = api_tokens.list_tokens(session, include_revoked=include_revoked, limit=limit,
+                                  offset=offset)
+    return Page[ApiTokenOut](items=[_out(r) for r in rows], limit=limit, offset=offset,
+                             total=api_tokens.count_tokens(session,
+                                                           include_revoked=include_revoked))
 
 
 @router.post("/api-tokens", response_model=ApiTokenCreated, dependencies=[Admin],

@@ -13,7 +13,7 @@ from facegrid_services.store import queries
 from .. import report
 from ..deps import Ctx, DbSession, Viewer
 from ..schemas import AttendanceReport
-from .common import OptPersonId, check_range
+from .common import Limit, Offset, OptPersonId, check_range
 
 router = APIRouter(prefix="/attendance", tags=["attendance"], dependencies=[Viewer])
 
@@ -41,8 +41,8 @@ def attendance(
                                     description="IANA zone for the local times "
                                                 "(default: the site's)")] = None,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
-    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
-    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ):
     tz_name = ctx.settings.site_timezone if tz is None else tz
     try:

@@ -90,7 +90,7 @@ def delete_group(group_id: GroupId, session: DbSession) -> Response:
 
 @router.get("/{group_id}/members", response_model=Page[int], dependencies=[Viewer],
             responses=_MISSING)
-def list_members(group_id: GroupId, session: DbSession, limit: Limit = 1000,
+def list_members(group_id: GroupId, session: DbSession, limit: Limit = 100,
                  offset: Offset = 0):
     """The person ids of the group's members."""
     _get(session, group_id)

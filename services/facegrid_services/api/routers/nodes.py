@@ -27,7 +27,8 @@ from ..deps import (
     Viewer,
     verify_node_token,
 )
-from ..schemas import NodeInfo
+from ..schemas import NodeInfo, Page
+from .common import Limit, Offset
 
 router = APIRouter(prefix="/nodes", tags=["nodes"])
 
@@ -69,13 +70,16 @@ async def heartbeat(node_id: NodeIdPath, body: Heartbeat, claims: NodeClaims,
                                  ctx.settings.heartbeat_interval_s)
 
 
-@router.get("", response_model=list[NodeInfo], dependencies=[Viewer],
+@router.get("", response_model=Page[NodeInfo], dependencies=[Viewer],
             summary="The camera fleet: online/idle/offline, heartbeat age, drift, fps")
-def list_nodes(ctx: Ctx, session: DbSession) -> list[NodeInfo]:
+def list_nodes(ctx: Ctx, session: DbSession, limit: Limit = 100,
+               offset: Offset = 0) -> Page[NodeInfo]:
     ctx.heartbeats.flush()
     now = datetime.fromtimestamp(ctx.clock(), UTC)
-    return [fleet.node_info(n, now, ctx.settings.offline_after_s)
-            for n in queries.list_nodes(session)]
+    page = queries.list_nodes(session, limit=limit, offset=offset)
+    return Page[NodeInfo](items=[fleet.node_info(n, now, ctx.settings.offline_after_s)
+                                 for n in page.items],
+                          total=page.total, limit=limit, offset=offset)
 
 
 @router.get("/{node_id}", response_model=NodeStatus, dependencies=[Viewer],

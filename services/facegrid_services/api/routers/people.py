@@ -86,15 +86,18 @@ def erase_person(person_id: PersonId, session: DbSession, ctx: Ctx) -> ErasedOut
     return people_admin.erase_person(session, person, ctx.redis)
 
 
-@router.get("/{person_id}/embeddings", response_model=list[EmbeddingOut],
+@router.get("/{person_id}/embeddings", response_model=Page[EmbeddingOut],
             dependencies=[Operator],
             summary="Enrolled embeddings (metadata only, never the vectors)")
 def list_embeddings(person_id: PersonId, session: DbSession,
-                    model: Annotated[ModelId | None, Query()] = None) -> list[EmbeddingOut]:
+                    model: Annotated[ModelId | None, Query()] = None,
+                    limit: Limit = 100, offset: Offset = 0) -> Page[EmbeddingOut]:
     _get(session, person_id)
-    return [EmbeddingOut(id=e.id, person_id=e.person_id, model=e.model,
-                         image_hash=e.image_hash, created_at=e.created_at, created=False)
-            for e in queries.list_embeddings(session, person_id, model)]
+    page = queries.list_embeddings(session, person_id, model, limit=limit, offset=offset)
+    return Page[EmbeddingOut](
+        items=[EmbeddingOut(id=e.id, person_id=e.person_id, model=e.model,
+                            image_hash=e.image_hash, created_at=e.created_at, created=False)
+               for e in page.items], total=page.total, limit=limit, offset=offset)
 
 
 @router.post("/{person_id}/embeddings", response_model=EmbeddingOut,

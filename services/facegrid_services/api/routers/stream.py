@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, status
 
 from .. import metrics, streams
 from ..deps import Admin, Ctx, Operator
-from ..schemas import DeadLetterOut, ReplayOut, StreamInfo
+from ..schemas import DeadLetterOut, Page, ReplayOut, StreamInfo
+from .common import Limit, Offset
 
 router = APIRouter(tags=["stream"])
 
@@ -37,16 +38,11 @@ def stream_info(ctx: Ctx) -> StreamInfo:
     return streams.stream_info(ctx.redis)
 
 
-@router.get("/dead-letters", response_model=list[DeadLetterOut], dependencies=[Operator],
+@router.get("/dead-letters", response_model=Page[DeadLetterOut], dependencies=[Operator],
             summary="Dead letters, newest first (no token or embedding is shown)")
-def dead_letters(
-    ctx: Ctx,
-    count: Annotated[int, Query(ge=1, le=1000)] = 50,
-    before: Annotated[str | None, Query(pattern=streams.STREAM_ID_RE.pattern,
-                                        max_length=41)] = None,
-) -> list[DeadLetterOut]:
-    return streams.list_dead_letters(ctx.redis, count=count,
-                                     before=None if before is None else _entry_id(before))
+def dead_letters(ctx: Ctx, limit: Limit = 100, offset: Offset = 0) -> Page[DeadLetterOut]:
+    items, total = streams.list_dead_letters(ctx.redis, limit=limit, offset=offset)
+    return Page[DeadLetterOut](items=items, total=total, limit=limit, offset=offset)
 
 
 @router.get("/dead-letters/{entry_id}", response_model=DeadLetterOut,

@@ -41,9 +41,12 @@ def _out(session, sub) -> WebhookOut:
                       deliveries=webhooks.counts(session, [sub.id])[sub.id])
 
 
-@router.get("", response_model=list[WebhookOut], summary="Webhook subscriptions (no secrets)")
-def list_webhooks(session: DbSession) -> list[WebhookOut]:
-    return [_out(session, s) for s in webhooks.list_subscriptions(session)]
+@router.get("", response_model=Page[WebhookOut], summary="Webhook subscriptions (no secrets)")
+def list_webhooks(session: DbSession, limit: Limit = 100,
+                  offset: Offset = 0) -> Page[WebhookOut]:
+    rows = webhooks.list_subscriptions(session, limit=limit, offset=offset)
+    return Page[WebhookOut](items=[_out(session, s) for s in rows], limit=limit, offset=offset,
+                            total=webhooks.count_subscriptions(session))
 
 
 @router.post("", response_model=WebhookCreated, status_code=status.HTTP_201_CREATED,

@@ -127,7 +127,7 @@ async function pollStrangers() {
 
 // --- camera fleet -------------------------------------------------------------------
 async function pollFleet() {
-  const nodes = await (await api(`${API}/nodes`)).json();
+  const nodes = (await (await api(`${API}/nodes?limit=1000`)).json()).items;
   $("fleet-body").replaceChildren(...nodes.map((n) => {
     const tr = document.createElement("tr");
     tr.dataset.node = n.node_id;
@@ -195,7 +195,8 @@ function fillZones() {
   sel.replaceChildren(...zones.map((z) => new Option(z, z, false, z === viewerTz)));
 }
 function reportQuery(format) {
-  return new URLSearchParams({ day: $("report-day").value, tz: $("report-tz").value, format });
+  return new URLSearchParams({ day: $("report-day").value, tz: $("report-tz").value, format,
+                               limit: "1000" });
 }
 async function loadReport() {
   const tz = $("report-tz").value;
