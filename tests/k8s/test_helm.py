@@ -367,3 +367,24 @@ def test_monitoring_and_keda_objects_accepted_with_their_crds(k8s_cluster, ns):
             "TriggerAuthentication"} <= kinds
     assert k8s_cluster.kubectl_json("get", "prometheusrules", "-n", ns)["items"]
     assert k8s_cluster.kubectl_json("get", "scaledobjects.keda.sh", "-n", ns)["items"]
+
+
+def test_readme_install_with_the_default_storage_class(k8s_cluster, tmp_path):
+    """`helm install ... --create-namespace --wait` exactly as the README says it: the
+    cluster's default StorageClass binds the Redis and PostgreSQL claims (kwok runs the
+    pods), so the install completes instead of timing out on Pending claims."""
+    ns = f"readme-{os.getpid()}"
+    # The chart owns the CRD (kept on uninstall): when an earlier test's release made it,
+    # this second release leaves it alone, as values.yaml says to (crds.install=false).
+    crd = k8s_cluster.kubectl("get", "crd", "cameranodes.facegrid.io", check=False)
+    extra = ["--set", "crds.install=false"] if crd.returncode == 0 else []
+    try:
+        k8s_cluster.helm("install", "facegrid", str(CHART), "--namespace", ns,
+                         "--create-namespace", "--wait", "--timeout", "240s", *extra,
+                         timeout=300)
+        claims = k8s_cluster.kubectl_json("get", "pvc", "-n", ns)["items"]
+        assert len(claims) >= 2 and all(c["status"]["phase"] == "Bound" for c in claims)
+        assert {c["spec"]["storageClassName"] for c in claims} == {"standard"}
+    finally:
+        k8s_cluster.helm("uninstall", "facegrid", "-n", ns, "--wait", check=False)
+        k8s_cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
