@@ -12,6 +12,15 @@ time (target < 3 s) and for M applied at once (target: 50 in < 5 s): seconds
 from `kubectl apply` to the Pod Running and to the CameraNode status phase
 Running, and the API requests the operator sent per camera for the batch (its
 own client's, by verb and resource, and kopf's patches).
+
+    .venv/bin/python bench/operator.py --real N
+
+A cluster of its own with a real Node (``scripts/k8s-test-cluster up --kubelet``:
+containerd + kubelet), the node image built from node_image/Dockerfile
+(scripts/container-images) imported into it, a real ``facegrid server`` and
+redis-server on this machine's address; N CameraNodes one at a time whose camera
+is the demo clip on the host.  Prints seconds from `kubectl apply` to the node
+pod Ready on the real Node (target < 15 s, image start included).
 """
 
 from __future__ import annotations
@@ -111,11 +120,133 @@ def own_requests() -> collections.Counter:
     return out
 
 
+def real_pod_ready(runs: int) -> None:
+    """apply -> node pod Ready on a real Node (containerd + kubelet), ``runs`` times."""
+    import secrets
+    import shutil
+
+    import httpx
+    from facegrid_operator.operator import run
+    from facegrid_operator.settings import OperatorSettings
+
+    from facegrid import tokens
+    from facegrid.up import free_port
+
+    images = ROOT / "scripts" / "container-images"
+    saved = subprocess.run([sys.executable, str(images), "save", "--json", "node"], check=True,
+                           capture_output=True, text=True).stdout
+    archive = json.loads(saved)["node"]
+    tag = json.loads(subprocess.run([sys.executable, str(images), "build", "--json", "node"],
+                                    check=True, capture_output=True, text=True).stdout)["node"]
+    work = Path(tempfile.mkdtemp(prefix="fg-bench-real-"))
+    rundir = work / "run"
+    subprocess.run([sys.executable, str(SCRIPT), "up", "--kubelet", "--dir", str(rundir),
+                    "--watch-pid", str(os.getpid())], check=True)
+    procs: list[subprocess.Popen] = []
+    try:
+        subprocess.run([sys.executable, str(SCRIPT), "import", "--dir", str(rundir), archive],
+                       check=True)
+        info = json.loads(subprocess.run([sys.executable, str(SCRIPT), "env", "--dir",
+                                          str(rundir), "--json"], check=True,
+                                         capture_output=True, text=True).stdout)
+        node_ip = json.loads((rundir / "state.json").read_text())["real_node"]["node_ip"]
+        kubeconfig = rundir / "kubeconfig"
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        kubectl = str(Path(info["FACEGRID_K8S_BIN"]) / "kubectl")
+        ns = "bench-real"
+        sh(kubectl, "apply", "-f", str(ROOT / "crds" / "cameranodes.facegrid.io.yaml"), env=env)
+        sh(kubectl, "wait", "--for=condition=Established", "crd/cameranodes.facegrid.io",
+           env=env)
+        sh(kubectl, "create", "namespace", ns, env=env)
+        # the signing key the operator will use, and the server trusts
+        priv, pub = tokens.write_keypair(work / "keys")
+        sh(kubectl, "create", "secret", "generic", "facegrid-signing-key", "-n", ns,
+           f"--from-file={tokens.PRIVATE_KEY_FILE}={priv}", env=env)
+        media = work / "media"
+        media.mkdir()
+        shutil.copyfile(ROOT / "examples" / "clip.mp4", media / "clip.mp4")
+        (media / "clip.mp4").chmod(0o644)
+        rport, password = free_port(), secrets.token_urlsafe(16)
+        procs.append(subprocess.Popen(
+            [shutil.which("redis-server") or "redis-server", "--port", str(rport), "--bind",
+             f"127.0.0.1 {node_ip}", "--requirepass", password, "--save", "",
+             "--dir", str(work)], stdout=subprocess.DEVNULL))
+        port, admin = free_port(), secrets.token_urlsafe(24)
+        server = f"http://{node_ip}:{port}"
+        procs.append(subprocess.Popen(
+            [str(Path(sys.executable).parent / "facegrid"), "server", "--host", node_ip,
+             "--port", str(port)],
+            env={**os.environ, "FACEGRID_REDIS_URL": f"redis://:{password}@127.0.0.1:{rport}/0",
+                 "FACEGRID_DATABASE_URL": f"sqlite:///{work / 'facegrid.db'}",
+                 "FACEGRID_PUBLIC_KEY_FILE": str(pub), "FACEGRID_ADMIN_TOKEN": admin},
+            stdout=(work / "server.log").open("w"), stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(server + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"server did not start: {(work / 'server.log').read_text()}")
+            time.sleep(0.3)
+        settings = OperatorSettings(
+            kubeconfig=kubeconfig, namespace=ns, watch_namespaces=[ns], server_url=server,
+            admin_token=admin, node_redis_url=f"redis://:{password}@{node_ip}:{rport}/0",
+            node_image=tag, node_image_pull_policy="Never", file_source_prefix=f"{media}/",
+            liveness_port=0, metrics_port=0, status_interval_s=5)
+        stop, ready = threading.Event(), threading.Event()
+        op = threading.Thread(target=run, args=(settings,),
+                              kwargs={"stop_flag": stop, "ready_flag": ready}, daemon=True)
+        op.start()
+        try:
+            if not ready.wait(60):
+                raise SystemExit("the operator did not start within 60 s")
+            times = []
+            for i in range(runs):
+                name = f"real-{i}"
+                t0 = time.monotonic()
+                sh(kubectl, "apply", "-f", "-", env=env, input=json.dumps(
+                    {"apiVersion": "facegrid.io/v1alpha1", "kind": "CameraNode",
+                     "metadata": {"name": name, "namespace": ns},
+                     "spec": {"host": {"nodeName": "real-01"},
+                              "camera": {"source": str(media / "clip.mp4")}}}))
+                while True:
+                    pods = json.loads(sh(kubectl, "get", "pods", "-n", ns, "-l",
+                                         f"facegrid.io/camera={name}", "-o", "json", env=env))
+                    if any(c["type"] == "Ready" and c["status"] == "True"
+                           for p in pods["items"] for c in p["status"].get("conditions") or []):
+                        break
+                    if time.monotonic() - t0 > 180:
+                        raise SystemExit(f"{name}: no Ready pod after 180 s")
+                    time.sleep(0.2)
+                times.append(time.monotonic() - t0)
+                sh(kubectl, "delete", "cameranode", name, "-n", ns, "--timeout=60s", env=env)
+        finally:
+            stop.set()
+            op.join(30)
+        print(f"real Node (containerd + kubelet, node image, file camera), {runs} runs: "
+              f"apply -> node pod Ready median {statistics.median(times):.1f} s, "
+              f"max {max(times):.1f} s (target < 15 s)")
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(15)
+        subprocess.run([sys.executable, str(SCRIPT), "down", "--dir", str(rundir)])
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--single", type=int, default=5, help="one-at-a-time repetitions")
     ap.add_argument("--batch", type=int, default=50, help="CameraNodes applied at once")
+    ap.add_argument("--real", type=int, default=0, metavar="N",
+                    help="only: N CameraNodes one at a time on a real Node (containerd + "
+                         "kubelet): apply -> node pod Ready")
     args = ap.parse_args()
+    if args.real:
+        real_pod_ready(args.real)
+        return 0
 
     from facegrid_operator.kube import ClusterAccess, Kube
     from facegrid_operator.operator import run

@@ -145,24 +145,53 @@ def differences(before: dict, after: dict) -> list[str]:
     return out
 
 
+def ours(rundir: Path) -> dict:
+    """Predicates for what this Node made (the machine is shared: never touch the rest)."""
+    node = str(rundir / "node")
+    return {
+        "mount": lambda mp: mp.startswith((node, "/run/netns/cni-")),
+        "netns": lambda ns: ns.startswith("cni-"),
+        "cgroup": lambda name: name.startswith("kubepods"),
+        # iptables lines the kubelet or the CNI plugins write
+        "rule": lambda line: any(m in line for m in ("KUBE-", "CNI-", BRIDGE)),
+    }
+
+
+def bridge_ports() -> list[str]:
+    p = subprocess.run(["ip", "-o", "link", "show", "master", BRIDGE], capture_output=True,
+                       text=True)
+    return [line.split(":")[1].strip().split("@")[0] for line in p.stdout.splitlines()]
+
+
 def restore(before: dict, rundir: Path, log) -> list[str]:
-    """Put the machine back as ``before`` recorded it; returns what is still different."""
+    """Put back what this Node changed since ``before``; returns what still differs.
+
+    Only this Node's own things are removed (mounts under its dir, ``cni-`` network
+    namespaces, the ``fgtest0`` bridge and its veths, ``kubepods`` cgroups, iptables
+    lines naming KUBE-/CNI- chains or the bridge): anything else another program made
+    meanwhile is reported, never touched."""
     now = machine_state()
-    # network namespaces (containerd bind-mounts them under /run/netns)
+    mine = ours(rundir)
+    # network namespaces (containerd bind-mounts them; ours live under its state dir)
     for ns in sorted(set(now["netns"]) - set(before["netns"])):
-        subprocess.run(["umount", f"/run/netns/{ns}"], capture_output=True)
-        with contextlib.suppress(OSError):
-            Path("/run/netns", ns).unlink()
-    # mounts that appeared (deepest first): overlay rootfs, shm, secrets, netns
+        if mine["netns"](ns):
+            subprocess.run(["umount", f"/run/netns/{ns}"], capture_output=True)
+            with contextlib.suppress(OSError):
+                Path("/run/netns", ns).unlink()
+    # mounts that appeared (deepest first): overlay rootfs, shm, volumes, netns
     for mp in sorted(set(now["mounts"]) - set(before["mounts"]), key=len, reverse=True):
-        subprocess.run(["umount", "-l", mp], capture_output=True)
-    # links: the bridge and whatever veth ends are left
-    for link in sorted(set(now["links"]) - set(before["links"])):
-        subprocess.run(["ip", "link", "delete", link], capture_output=True)
+        if mine["mount"](mp):
+            subprocess.run(["umount", "-l", mp], capture_output=True)
+    # links: the bridge's veth ends (normally gone with their netns), then the bridge
+    if BRIDGE not in before["links"]:
+        for link in [*bridge_ports(), BRIDGE]:
+            subprocess.run(["ip", "link", "delete", link], capture_output=True)
     # cgroups the kubelet made (kubepods ...): leaf first, only empty ones can go
     root = Path("/sys/fs/cgroup")
     for ctrl, names in now["cgroups"].items():
         for name in set(names) - set(before["cgroups"].get(ctrl, [])):
+            if not mine["cgroup"](name):
+                continue
             top = root / ctrl / name
             for d in sorted((p for p in top.rglob("*") if p.is_dir()),
                             key=lambda p: len(p.parts), reverse=True):
@@ -170,18 +199,21 @@ def restore(before: dict, rundir: Path, log) -> list[str]:
                     d.rmdir()
             with contextlib.suppress(OSError):
                 top.rmdir()
-    # iptables: restore each table that changed, as it was
+    # iptables: a table that changed goes back as it was, if every changed line is ours
     for key, text in before["iptables"].items():
-        if normalised_rules(_iptables(key.split("/")[0], key.split("/")[1]) or "") \
-                != normalised_rules(text):
-            tool = key.split("/")[0].replace("-save", "-restore")
-            p = subprocess.run([tool, "-T", key.split("/")[1]], input=text, text=True,
-                               capture_output=True)
-            if p.returncode != 0:
-                # -T is for nft-backed restore; plain restore of that table's text
-                p = subprocess.run([tool], input=text, text=True, capture_output=True)
-            if p.returncode != 0:
-                log(f"warning: {tool} ({key}): {p.stderr.strip()}")
+        was = normalised_rules(text)
+        is_ = normalised_rules(_iptables(key.split("/")[0], key.split("/")[1]) or "")
+        changed = set(was) ^ set(is_)
+        if not changed:
+            continue
+        if not all(mine["rule"](line) for line in changed):
+            log(f"warning: iptables {key} changed by someone else too: left as it is")
+            continue
+        # the saved text holds that one table: restoring it replaces only that table
+        tool = key.split("/")[0].replace("-save", "-restore")
+        p = subprocess.run([tool], input=text, text=True, capture_output=True)
+        if p.returncode != 0:
+            log(f"warning: {tool} ({key}): {p.stderr.strip()}")
     for key, val in before["sysctl"].items():
         path = _sysctl_path(key)
         with contextlib.suppress(OSError):
