@@ -85,10 +85,15 @@ def unscheduled(tz: ZoneInfo, closures: Iterable[date] = ()) -> DaySchedule:
 
 
 def schedules_of(session: Session, person_ids: Sequence[int]) -> dict[int, Schedule | None]:
-    """Each person's schedule (lowest-numbered scheduled group), or None."""
+    """Each person's schedule: their own if they have one, else their lowest-numbered
+    group's that has one, else None."""
     out: dict[int, Schedule | None] = dict.fromkeys(person_ids)
     if not person_ids:
         return out
+    for person_id, sched in session.execute(
+            select(Person.id, Schedule).join(Schedule, Schedule.id == Person.schedule_id)
+            .where(Person.id.in_(person_ids))).all():
+        out[person_id] = sched
     rows = session.execute(
         select(GroupMember.person_id, Schedule)
         .join(Group, Group.id == GroupMember.group_id)

@@ -25,7 +25,14 @@ from facegrid.errors import FacegridError
 from facegrid_services import dead_letters
 from facegrid_services.notify import webhooks as notify_webhooks
 from facegrid_services.store import queries
-from facegrid_services.store.models import Attendance, Embedding, Person, Presence, Sighting
+from facegrid_services.store.models import (
+    Attendance,
+    Embedding,
+    Person,
+    Presence,
+    Schedule,
+    Sighting,
+)
 
 from . import metrics
 from .schemas import EmbeddingIn, ErasedOut, PersonCreate, PersonOut, PersonUpdate
@@ -39,6 +46,15 @@ class InvalidEmbedding(FacegridError, ValueError):
 
 class Conflict(FacegridError, ValueError):
     pass
+
+
+class MissingSchedule(FacegridError, LookupError):
+    pass
+
+
+def _check_schedule(session: Session, schedule_id: int | None) -> None:
+    if schedule_id is not None and session.get(Schedule, schedule_id) is None:
+        raise MissingSchedule(f"schedule {schedule_id} does not exist")
 
 
 def announce(r: redis.Redis, change: str, person_id: int) -> bool:
@@ -57,7 +73,7 @@ def announce(r: redis.Redis, change: str, person_id: int) -> bool:
 def person_out(person: Person, counts: dict[str, int]) -> PersonOut:
     return PersonOut(id=person.id, name=person.name, external_id=person.external_id,
                      created_at=person.created_at, updated_at=person.updated_at,
-                     embeddings=counts)
+                     schedule_id=person.schedule_id, embeddings=counts)
 
 
 def _unique_check(session: Session, name: str | None, external_id: str | None,
@@ -74,9 +90,10 @@ def _unique_check(session: Session, name: str | None, external_id: str | None,
 
 def create_person(session: Session, body: PersonCreate) -> Person:
     _unique_check(session, body.name, body.external_id)
+    _check_schedule(session, body.schedule_id)
     now = datetime.now(UTC)
     person = Person(name=body.name, external_id=body.external_id, created_at=now,
-                    updated_at=now)
+                    updated_at=now, schedule_id=body.schedule_id)
     session.add(person)
     session.commit()  # IntegrityError on a race: the app maps it to 409
     return person
@@ -87,6 +104,7 @@ def update_person(session: Session, person: Person, body: PersonUpdate) -> Perso
     if "name" in fields and fields["name"] is None:
         raise Conflict("name cannot be removed")
     _unique_check(session, fields.get("name"), fields.get("external_id"), exclude=person.id)
+    _check_schedule(session, fields.get("schedule_id"))
     for k, v in fields.items():
         setattr(person, k, v)
     person.updated_at = datetime.now(UTC)

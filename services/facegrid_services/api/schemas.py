@@ -57,16 +57,23 @@ class NodeInfo(NodeStatus):
 
 # --- people and embeddings -------------------------------------------------------
 
+OwnSchedule = Annotated[int | None, Field(
+    ge=1, le=2**31 - 1, description="The person's own schedule, taking precedence over "
+                                    "their groups' (null: their groups' schedule)")]
+
+
 class PersonCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: PrintableName
     external_id: Annotated[str, Field(max_length=200), AfterValidator(_printable)] | None = None
+    schedule_id: OwnSchedule = None
 
 
 class PersonUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: PrintableName | None = None
     external_id: Annotated[str, Field(max_length=200), AfterValidator(_printable)] | None = None
+    schedule_id: OwnSchedule = None
 
 
 class PersonOut(BaseModel):
@@ -75,6 +82,8 @@ class PersonOut(BaseModel):
     external_id: str | None
     created_at: datetime
     updated_at: datetime
+    schedule_id: int | None = Field(default=None,
+                                    description="Own schedule (null: the groups')")
     embeddings: dict[str, int] = Field(description="Number of enrolled embeddings per model")
 
 

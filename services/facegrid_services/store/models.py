@@ -67,6 +67,10 @@ class Person(Base):
     external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    #: The person's own schedule: precedes their groups' (attendance_rules.schedules_of).
+    schedule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("schedules.id", name="fk_people_schedule_id", ondelete="SET NULL"),
+        index=True)
 
     embeddings: Mapped[list[Embedding]] = relationship(
         back_populates="person", cascade="all, delete-orphan", passive_deletes=True)

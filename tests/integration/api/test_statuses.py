@@ -205,3 +205,48 @@ def test_presences_are_the_stays(api):
                         headers=api.admin).json()
     assert [p["node_id"] for p in ev["presences"]] == ["room-1", "room-1"]
     assert ev["presences"][0]["frames"] == 900
+
+
+def test_a_persons_own_schedule_precedes_the_groups(api, make_sighting):
+    """A part-timer in a full-time team: their own 12:00-16:00 schedule makes a 12:00
+    arrival on time; cleared (or deleted), the team's 08:00 start applies again."""
+    _, group, person = setup_person(api, "Part Timer")
+    r = api.client.post(f"{API_PREFIX}/schedules", headers=api.admin, json={
+        "name": "afternoons", "timezone": "Europe/Berlin", "grace_late_min": 5,
+        "shifts": [{"weekday": d, "start": "12:00", "end": "16:00"} for d in range(5)]})
+    own = r.json()["id"]
+    make_sighting(person_id=person, at=at(MON, 12, 0), node_id="door-1")
+    make_sighting(person_id=person, at=at(MON, 16, 1), node_id="door-1")
+
+    def monday():
+        (p,) = report(api, MON, MON, group_id=group)["items"]
+        return p["days"][0]
+
+    assert monday()["status"] == "late" and monday()["late_minutes"] == 240
+    r = api.client.patch(f"{API_PREFIX}/people/{person}", headers=api.admin,
+                         json={"schedule_id": own})
+    assert r.status_code == 200 and r.json()["schedule_id"] == own, r.text
+    assert monday()["status"] == "present" and monday()["scheduled_hours"] == 4.0
+    # Only this person: the team's others keep the team's schedule.
+    _, _, other = setup_person(api, "Full Timer")
+    assert api.client.get(f"{API_PREFIX}/people/{other}",
+                          headers=api.admin).json()["schedule_id"] is None
+
+    r = api.client.patch(f"{API_PREFIX}/people/{person}", headers=api.admin,
+                         json={"schedule_id": None})
+    assert r.status_code == 200 and r.json()["schedule_id"] is None
+    assert monday()["status"] == "late"
+    api.client.patch(f"{API_PREFIX}/people/{person}", headers=api.admin,
+                     json={"schedule_id": own})
+    assert api.client.delete(f"{API_PREFIX}/schedules/{own}",
+                             headers=api.admin).status_code == 204
+    assert api.client.get(f"{API_PREFIX}/people/{person}",
+                          headers=api.admin).json()["schedule_id"] is None
+    assert monday()["status"] == "late"
+    # An unknown schedule is refused, on create and on update.
+    r = api.client.patch(f"{API_PREFIX}/people/{person}", headers=api.admin,
+                         json={"schedule_id": own})
+    assert r.status_code == 404 and "schedule" in r.json()["detail"]
+    r = api.client.post(f"{API_PREFIX}/people", headers=api.admin,
+                        json={"name": "Nobody", "schedule_id": own})
+    assert r.status_code == 404

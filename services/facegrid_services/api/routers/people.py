@@ -40,12 +40,15 @@ def _out(session, person: Person) -> PersonOut:
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=PersonOut,
              dependencies=[Operator],
-             responses={409: {"description": "name or external_id already taken"}})
+             responses={404: {"description": "no such schedule"},
+                        409: {"description": "name or external_id already taken"}})
 def create_person(body: PersonCreate, session: DbSession) -> PersonOut:
     try:
         person = people_admin.create_person(session, body)
     except people_admin.Conflict as e:
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
+    except people_admin.MissingSchedule as e:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from None
     return _out(session, person)
 
 
@@ -75,6 +78,8 @@ def update_person(person_id: PersonId, body: PersonUpdate, session: DbSession,
         people_admin.update_person(session, person, body)
     except people_admin.Conflict as e:
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
+    except people_admin.MissingSchedule as e:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from None
     people_admin.announce(ctx.redis, "updated", person.id)
     return _out(session, person)
 
