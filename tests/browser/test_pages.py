@@ -134,6 +134,30 @@ def test_people_person_schedules_and_reports_pages(live_server, tmp_path):
                            ".cells].map(c => c.textContent)")
         assert row[:6] == ["Ada Lovelace", "Lab", "5", "1", "35", "0"]
         keep_screenshot(browser.screenshot(tmp_path / "reports.png"), "dashboard-reports.png")
+
+        # Grace's own schedule (the night shift) precedes the Lab's: on Friday, seen
+        # last at 17:05 and not again before Saturday 06:00, she left early; back on
+        # the group's schedule, she is present again.
+        grace = people["Grace Hopper"]
+        browser.eval(f"location.hash = '#/person/{grace}'; true")
+        friday = "document.querySelector('#calendar [data-day=\"2026-11-06\"]')"
+        browser.wait_for(f"document.getElementById('person-name').textContent === "
+                         f"'Grace Hopper' && {friday} && {friday}.dataset.status === 'present'")
+        assert browser.eval("document.getElementById('person-schedule').disabled") is False
+        browser.eval("""(() => {
+            const sel = document.getElementById('person-schedule');
+            sel.value = [...sel.options].find(o => o.textContent === 'Night shift').value;
+            sel.dispatchEvent(new Event('change')); })(); true""")
+        browser.wait_for(f"{friday}.dataset.status === 'left_early'")
+        own = httpx.get(f"{live_server.url}{API_PREFIX}/people/{grace}",
+                        headers=live_server.admin).json()["schedule_id"]
+        assert own is not None
+        browser.eval("""(() => {
+            const sel = document.getElementById('person-schedule');
+            sel.value = ''; sel.dispatchEvent(new Event('change')); })(); true""")
+        browser.wait_for(f"{friday}.dataset.status === 'present'")
+        assert httpx.get(f"{live_server.url}{API_PREFIX}/people/{grace}",
+                         headers=live_server.admin).json()["schedule_id"] is None
         assert browser.console_errors == []
     finally:
         browser.close()
@@ -180,6 +204,8 @@ def test_erase_needs_the_name_typed_and_a_viewer_sees_no_edit_controls(live_serv
         browser.eval(f"location.hash = '#/person/{people['Ada Lovelace']}'; true")
         browser.wait_for("document.getElementById('person-name').textContent === 'Ada Lovelace'")
         assert browser.eval("document.getElementById('correction-form').hidden") is True
+        browser.wait_for("document.getElementById('person-schedule').options.length === 2 && "
+                         "document.getElementById('person-schedule').disabled")
         browser.eval("location.hash = '#/schedules'; true")
         browser.wait_for("document.querySelectorAll('#schedules-body tr').length === 1")
         assert browser.eval("document.getElementById('schedule-form').hidden") is True

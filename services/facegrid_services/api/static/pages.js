@@ -107,6 +107,13 @@ async function loadPerson(id) {
   const person = await json(`${API}/people/${id}`);
   $("person-name").textContent = person.name;
   $("person-card").dataset.person = id;
+  // The person's own schedule, or (empty value) the one of their groups.
+  await loadGroupsAndSchedules();
+  const own = $("person-schedule");
+  own.replaceChildren(el("option", { value: "" }, "their groups’ schedule"),
+    ...pages.schedules.map((s) => el("option", { value: String(s.id) }, s.name)));
+  own.value = person.schedule_id === null ? "" : String(person.schedule_id);
+  own.disabled = !can("manage_schedules");
   if (!$("person-month").value) $("person-month").value = todayIn(viewerTz).slice(0, 7);
   $("correction-form").hidden = !can("correct_attendance");
   await loadCalendar();
@@ -284,6 +291,15 @@ $("people-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadP
 $("erase-form").addEventListener("submit", doErase);
 $("erase-cancel").addEventListener("click", () => $("erase-dialog").close());
 $("person-month").addEventListener("change", () => loadCalendar().catch((e) => showError("person-error", e)));
+$("person-schedule").addEventListener("change", async () => {
+  clearError("person-error");
+  try {
+    const value = $("person-schedule").value;
+    await send(`${API}/people/${$("person-card").dataset.person}`, "PATCH",
+               { schedule_id: value === "" ? null : Number(value) });
+    await loadCalendar();
+  } catch (e) { showError("person-error", e); }
+});
 $("correction-form").addEventListener("submit", addCorrection);
 $("schedule-form").addEventListener("submit", createSchedule);
 $("group-form").addEventListener("submit", createGroup);
