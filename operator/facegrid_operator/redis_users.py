@@ -19,11 +19,12 @@ import logging
 import redis
 
 from facegrid import acl
+from facegrid.errors import FacegridError
 
 log = logging.getLogger(__name__)
 
 
-class RedisUnavailable(Exception):
+class RedisUnavailable(FacegridError):
     """Redis could not be reached or refused the ACL command (the caller retries)."""
 
 
