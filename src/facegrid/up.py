@@ -353,6 +353,9 @@ class Stack:
 
     def run(self, duration: float | None = None) -> int:
         signal.signal(signal.SIGTERM, lambda *_: self._stopping.set())
+        # Ctrl-C stops everything even where SIGINT came in ignored (a shell script's
+        # background job inherits SIG_IGN, and Python then never raises KeyboardInterrupt).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             self.start()
             deadline = None if duration is None else time.monotonic() + duration

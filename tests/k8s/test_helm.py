@@ -70,6 +70,19 @@ def install_args(ns: str) -> list[str]:
             "--set", "image.pullPolicy=Never"]
 
 
+def adopt_crd(k8s_cluster, ns: str) -> None:
+    """Let this release take over a CameraNode CRD an earlier test applied with kubectl
+    (the documented Helm adoption: its ownership label and annotations), as a site that
+    applied crds/ by hand before installing the chart does."""
+    if k8s_cluster.kubectl("get", "crd", CRD, check=False).returncode != 0:
+        return
+    k8s_cluster.kubectl("label", "--overwrite", "crd", CRD,
+                        "app.kubernetes.io/managed-by=Helm")
+    k8s_cluster.kubectl("annotate", "--overwrite", "crd", CRD,
+                        f"meta.helm.sh/release-name={RELEASE}",
+                        f"meta.helm.sh/release-namespace={ns}")
+
+
 def release_objects(k8s_cluster, ns: str) -> list[dict]:
     out = k8s_cluster.helm("get", "manifest", RELEASE, "-n", ns).stdout
     return [d for d in yaml.safe_load_all(out) if d]
@@ -143,6 +156,7 @@ def chart_env(obj: dict) -> dict[str, str]:
 
 def test_install_operator_camera_upgrade_uninstall(k8s_cluster, ns, tmp_path, redis_server):
     local_volumes(k8s_cluster, ns, 2)
+    adopt_crd(k8s_cluster, ns)
     out = k8s_cluster.helm("install", RELEASE, str(CHART), *install_args(ns), timeout=300).stdout
     # NOTES.txt: how to reach the server, get the admin token, add a camera.
     assert f"port-forward svc/{RELEASE}-facegrid-server 8000:8000" in out
@@ -376,7 +390,7 @@ def test_readme_install_with_the_default_storage_class(k8s_cluster, tmp_path):
     ns = f"readme-{os.getpid()}"
     # The chart owns the CRD (kept on uninstall): when an earlier test's release made it,
     # this second release leaves it alone, as values.yaml says to (crds.install=false).
-    crd = k8s_cluster.kubectl("get", "crd", "cameranodes.facegrid.io", check=False)
+    crd = k8s_cluster.kubectl("get", "crd", CRD, check=False)
     extra = ["--set", "crds.install=false"] if crd.returncode == 0 else []
     try:
         k8s_cluster.helm("install", "facegrid", str(CHART), "--namespace", ns,

@@ -10,18 +10,19 @@ from pydantic import BaseModel, Field, model_validator
 
 from facegrid.types import IanaZone, IsoDate, IsoDateTime
 
-from .schemas import PrintableName
+from .schemas import PrintableName, RowId
 
 HhMm = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
                             description="Local wall time HH:MM (24 h)")]
 Zone = Annotated[IanaZone, Field(description="IANA time zone, e.g. Europe/Paris")]
-GraceMin = Annotated[int, Field(ge=0, le=720, description="Minutes of grace")]
+GraceMin = Annotated[int, Field(ge=0, le=720, strict=True, description="Minutes of grace")]
 Reason = Annotated[str, Field(min_length=3, max_length=500,
                               description="Why (kept in the audit trail)")]
 
 
 class ShiftIn(BaseModel):
-    weekday: Annotated[int, Field(ge=0, le=6, description="0 = Monday … 6 = Sunday")]
+    weekday: Annotated[int, Field(ge=0, le=6, strict=True,
+                                  description="0 = Monday … 6 = Sunday")]
     start: HhMm
     end: Annotated[HhMm, Field(description="End; at or before start = ends the next day")]
 
@@ -43,7 +44,7 @@ class ScheduleOut(ScheduleIn):
 class GroupIn(BaseModel):
     name: PrintableName
     description: Annotated[str, Field(max_length=500)] = ""
-    schedule_id: Annotated[int | None, Field(ge=1, le=2**31 - 1)] = None
+    schedule_id: RowId | None = None
 
 
 class GroupOut(GroupIn):
@@ -55,8 +56,7 @@ class GroupOut(GroupIn):
 class ClosureIn(BaseModel):
     day: IsoDate
     name: Annotated[str, Field(max_length=200)] = ""
-    schedule_id: Annotated[int | None, Field(ge=1, le=2**31 - 1,
-                                             description="None: the whole site")] = None
+    schedule_id: Annotated[RowId | None, Field(description="None: the whole site")] = None
 
 
 class ClosureOut(ClosureIn):
@@ -64,7 +64,7 @@ class ClosureOut(ClosureIn):
 
 
 class CorrectionIn(BaseModel):
-    person_id: Annotated[int, Field(ge=1, le=2**31 - 1)]
+    person_id: RowId
     day: Annotated[IsoDate, Field(description="The site-local day corrected")]
     kind: Literal["set_check_in", "set_check_out", "add_visit", "void"]
     at: IsoDateTime

@@ -57,9 +57,12 @@ class NodeInfo(NodeStatus):
 
 # --- people and embeddings -------------------------------------------------------
 
-OwnSchedule = Annotated[int | None, Field(
-    ge=1, le=2**31 - 1, description="The person's own schedule, taking precedence over "
-                                    "their groups' (null: their groups' schedule)")]
+#: A row id in a request body: a JSON integer, strictly (``true`` is not 1, ``"3"`` not 3).
+RowId = Annotated[int, Field(ge=1, le=2**31 - 1, strict=True)]
+
+OwnSchedule = Annotated[RowId | None, Field(
+    description="The person's own schedule, taking precedence over their groups' "
+                "(null: their groups' schedule)")]
 
 
 class PersonCreate(BaseModel):
