@@ -485,21 +485,18 @@ class Worker:
     def acknowledge(self, plan: BatchPlan, outcome: StoreOutcome) -> AckOutcome:
         """The ack MULTI; when Redis is full: free memory and retry, then acknowledge
         without dead letters and statistics (commit.py) rather than never again."""
-        try:
-            return acknowledge(self.redis, plan, outcome,
-                               dead_letter_maxlen=self.settings.dead_letter_maxlen)
-        except redis.ResponseError as e:
-            if not is_oom(e):
-                raise
-        log.warning("Redis is full (maxmemory): trimming and evicting dead letters first")
-        metrics.REDIS_FULL.inc()
-        self.trim()
-        try:
-            return acknowledge(self.redis, plan, outcome,
-                               dead_letter_maxlen=self.settings.dead_letter_maxlen)
-        except redis.ResponseError as e:
-            if not is_oom(e):
-                raise
+        for attempt in range(2):
+            try:
+                return acknowledge(self.redis, plan, outcome,
+                                   dead_letter_maxlen=self.settings.dead_letter_maxlen)
+            except redis.ResponseError as e:
+                if not is_oom(e):
+                    raise
+            if attempt == 0:
+                log.warning("Redis is full (maxmemory): trimming and evicting dead letters "
+                            "first")
+                metrics.REDIS_FULL.inc()
+                self.trim()
         ack = acknowledge_when_full(self.redis, plan, outcome)
         for d in ack.dead_letters_dropped:
             metrics.DEAD_LETTERS_DROPPED.labels(d.reason).inc()
