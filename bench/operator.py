@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -41,6 +42,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "k8s-test-cluster"
+
+
+@contextlib.contextmanager
+def operator_running(run, settings):
+    """The real operator (``run``) in a thread, started and ready, stopped on exit."""
+    stop, ready = threading.Event(), threading.Event()
+    op = threading.Thread(target=run, args=(settings,),
+                          kwargs={"stop_flag": stop, "ready_flag": ready}, daemon=True)
+    op.start()
+    try:
+        if not ready.wait(60):
+            raise SystemExit("the operator did not start within 60 s")
+        yield
+    finally:
+        stop.set()
+        op.join(30)
 
 
 def sh(*args: str, env: dict, input: str | None = None) -> str:
@@ -195,13 +212,7 @@ def real_pod_ready(runs: int) -> None:
             admin_token=admin, node_redis_url=f"redis://:{password}@{node_ip}:{rport}/0",
             node_image=tag, node_image_pull_policy="Never", file_source_prefix=f"{media}/",
             liveness_port=0, metrics_port=0, status_interval_s=5)
-        stop, ready = threading.Event(), threading.Event()
-        op = threading.Thread(target=run, args=(settings,),
-                              kwargs={"stop_flag": stop, "ready_flag": ready}, daemon=True)
-        op.start()
-        try:
-            if not ready.wait(60):
-                raise SystemExit("the operator did not start within 60 s")
+        with operator_running(run, settings):
             times = []
             for i in range(runs):
                 name = f"real-{i}"
@@ -222,9 +233,6 @@ def real_pod_ready(runs: int) -> None:
                     time.sleep(0.2)
                 times.append(time.monotonic() - t0)
                 sh(kubectl, "delete", "cameranode", name, "-n", ns, "--timeout=60s", env=env)
-        finally:
-            stop.set()
-            op.join(30)
         print(f"real Node (containerd + kubelet, node image, file camera), {runs} runs: "
               f"apply -> node pod Ready median {statistics.median(times):.1f} s, "
               f"max {max(times):.1f} s (target < 15 s)")
@@ -275,13 +283,7 @@ def main() -> int:
                                     status_interval_s=30, rotation_check_s=60,
                                     revoke_retries=0)
         kube = Kube(ClusterAccess.from_kubeconfig(kubeconfig))
-        stop, ready = threading.Event(), threading.Event()
-        op = threading.Thread(target=run, args=(settings,),
-                              kwargs={"stop_flag": stop, "ready_flag": ready}, daemon=True)
-        op.start()
-        try:
-            if not ready.wait(60):
-                raise SystemExit("the operator did not start within 60 s")
+        with operator_running(run, settings):
             time.sleep(1)
             pods, phases = [], []
             for i in range(args.single):
@@ -308,9 +310,6 @@ def main() -> int:
             time.sleep(1)  # the last status writes
             calls = own_requests() - before
             kopf_patches = patches.count
-        finally:
-            stop.set()
-            op.join(30)
         # No server here, and revocation fails closed: release the finalizers by hand.
         for obj in sh(kubectl, "get", "cameranodes", "-n", ns, "-o", "name", env=env).split():
             sh(kubectl, "patch", obj, "-n", ns, "--type=merge", "-p",
