@@ -6,7 +6,14 @@ Debian's.  It registers as ``system:node:<name>`` (its own client certificate,
 group ``system:nodes``, the apiserver's Node authorizer) beside the kwok Nodes,
 with a serving certificate from the cluster CA, so ``kubectl logs``/``exec``
 work.  Pods get addresses from a CNI bridge of their own (``fgtest0``,
-10.89.0.0/24, no masquerading).
+10.89.0.0/24, no masquerading).  Services work as on any cluster: kube-proxy
+(iptables mode, built from the same module) programs the ClusterIPs, including
+``kubernetes.default`` (the apiserver, advertised on the node's address), and
+CoreDNS (built with only the plugins a cluster DNS needs) answers
+``*.svc.cluster.local`` behind the ``kube-dns`` Service (10.0.0.10), so the
+chart's pods find each other and the apiserver as they would anywhere.  The real
+Node is the cluster's control host (it carries no taint; kwok's ``control-01`` is
+not made) and also an edge host (``facegrid.io/edge``) where a camera can run.
 
 The kubelet and CNI change the machine: sysctls (vm.overcommit_memory,
 kernel.panic, kernel.panic_on_oops, net.ipv4.ip_forward ...), iptables chains, a
@@ -35,13 +42,17 @@ from pathlib import Path
 NAME = "real-01"
 BRIDGE = "fgtest0"
 POD_SUBNET = "10.89.0.0/24"
+#: The cluster DNS Service's address (inside --service-cluster-ip-range 10.0.0.0/24).
+DNS_SERVICE_IP = "10.0.0.10"
+CLUSTER_DOMAIN = "cluster.local"
 SYSCTLS = ["vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops",
            "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes", "net.ipv4.ip_forward",
            "net.ipv4.conf.all.route_localnet", "net.bridge.bridge-nf-call-iptables",
            "net.bridge.bridge-nf-call-ip6tables", "net.ipv6.conf.all.forwarding"]
 TABLES = ["filter", "nat", "mangle", "raw"]
 TOOLS = {"containerd": "containerd", "ctr": "containerd", "runc": "runc",
-         "iptables-save": "iptables", "ip": "iproute2"}
+         "iptables-save": "iptables", "ip": "iproute2",
+         "conntrack": "conntrack"}  # kube-proxy clears stale UDP (DNS) entries with it
 CNI_DIRS = ["/usr/lib/cni", "/opt/cni/bin"]
 
 
@@ -234,6 +245,10 @@ def node_pki(pki: Path, openssl, genkey, node_ip: str) -> None:
                             f"IP:{node_ip},DNS:{NAME},DNS:localhost,IP:127.0.0.1"),
         "apiserver-kubelet-client": ("/O=system:masters/CN=kube-apiserver-kubelet-client",
                                      "clientAuth", None),
+        # kube-proxy's user is bound to system:node-proxier by the apiserver's defaults;
+        # CoreDNS's gets the ClusterRole of dns_objects() (what kubeadm gives it).
+        "kube-proxy": ("/CN=system:kube-proxy", "clientAuth", None),
+        "coredns": ("/CN=system:coredns", "clientAuth", None),
     }
     for name, (subj, eku, san) in certs.items():
         genkey(f"{name}.key", pki)
@@ -357,8 +372,10 @@ def kubelet_config(rundir: Path, pki: Path, node_ip: str, port: int, healthz: in
         "failCgroupV1": False, "cgroupDriver": "cgroupfs", "oomScoreAdj": 0,
         "failSwapOn": False, "makeIPTablesUtilChains": False,
         "resolvConf": "/etc/resolv.conf", "maxPods": 30,
-        "registerWithTaints": [{"key": "node-role.kubernetes.io/edge",
-                                "effect": "NoSchedule"}],
+        # Pods resolve Services through the cluster DNS (CoreDNS behind kube-dns).
+        "clusterDNS": [DNS_SERVICE_IP], "clusterDomain": CLUSTER_DOMAIN,
+        # No taint: the real Node is the control host (the chart's pods land here) and
+        # an edge host too (its label lets a CameraNode name it).
         "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
         "evictionHard": {"memory.available": "100Mi", "nodefs.available": "2%",
                          "imagefs.available": "2%"},
@@ -376,7 +393,91 @@ def kubelet_argv(rundir: Path, config: Path, node_ip: str) -> list[str]:
     return [f"--config={config}", f"--kubeconfig={d / 'kubelet.kubeconfig'}",
             f"--root-dir={d / 'kubelet'}", f"--cert-dir={d / 'kubelet-pki'}",
             f"--hostname-override={NAME}", f"--node-ip={node_ip}",
-            "--node-labels=facegrid.io/edge=true,facegrid.io/real-node=true", "--v=1"]
+            "--node-labels=facegrid.io/edge=true,facegrid.io/control=true,"
+            "facegrid.io/real-node=true", "--v=1"]
+
+
+# --- Services: kube-proxy and the cluster DNS ------------------------------------------
+def kube_proxy_config(rundir: Path, node_ip: str, healthz: int, metrics_port: int) -> Path:
+    """kube-proxy in iptables mode for the pod bridge's range (ClusterIPs reachable
+    from pods and from this machine).  It leaves conntrack limits and timeouts alone
+    (zeros): the machine is a developer's."""
+    d = rundir / "node"
+    cfg = {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
+        "clientConnection": {"kubeconfig": str(d / "kube-proxy.kubeconfig")},
+        "mode": "iptables", "clusterCIDR": POD_SUBNET, "hostnameOverride": NAME,
+        "bindAddress": node_ip,
+        "healthzBindAddress": f"127.0.0.1:{healthz}",
+        "metricsBindAddress": f"127.0.0.1:{metrics_port}",
+        "nodePortAddresses": [f"{node_ip}/32"],
+        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s",
+                      "tcpCloseWaitTimeout": "0s"},
+        "iptables": {"syncPeriod": "30s", "minSyncPeriod": "0s"},
+    }
+    path = d / "kube-proxy.json"
+    path.write_text(json.dumps(cfg, indent=1))
+    return path
+
+
+def corefile(rundir: Path, node_ip: str, port: int, health: int, ready: int) -> Path:
+    """CoreDNS answering the cluster domain from the API, forwarding the rest to this
+    machine's resolvers; it listens on the node's address only."""
+    d = rundir / "node"
+    text = f""".:{port} {{
+    bind {node_ip}
+    errors
+    health 127.0.0.1:{health}
+    ready 127.0.0.1:{ready}
+    kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{
+        kubeconfig {d / 'coredns.kubeconfig'}
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 5
+    }}
+    cache 5
+    forward . /etc/resolv.conf
+}}
+"""
+    path = d / "Corefile"
+    path.write_text(text)
+    return path
+
+
+def dns_objects(node_ip: str, port: int) -> list[tuple[str, dict]]:
+    """The CoreDNS user's ClusterRole (kubeadm's), the ``kube-dns`` Service at
+    DNS_SERVICE_IP and its EndpointSlice: the node's address, CoreDNS's port."""
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "system:coredns"},
+            "rules": [{"apiGroups": [""], "resources": ["endpoints", "services", "pods",
+                                                          "namespaces"],
+                       "verbs": ["list", "watch"]},
+                      {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+                       "verbs": ["list", "watch"]}]}
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "system:coredns"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                           "name": "system:coredns"},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                             "name": "system:coredns"}]}
+    ports = [("dns", "UDP"), ("dns-tcp", "TCP")]
+    service = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                            "labels": {"k8s-app": "kube-dns"}},
+               "spec": {"clusterIP": DNS_SERVICE_IP,
+                        "ports": [{"name": n, "port": 53, "protocol": proto,
+                                   "targetPort": port} for n, proto in ports]}}
+    slice_ = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+              "metadata": {"name": "kube-dns-host", "namespace": "kube-system",
+                           "labels": {"kubernetes.io/service-name": "kube-dns"}},
+              "addressType": "IPv4",
+              "endpoints": [{"addresses": [node_ip], "conditions": {"ready": True},
+                             "nodeName": NAME}],
+              "ports": [{"name": n, "port": port, "protocol": proto} for n, proto in ports]}
+    return [("/apis/rbac.authorization.k8s.io/v1/clusterroles", role),
+            ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding),
+            ("/api/v1/namespaces/kube-system/services", service),
+            ("/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices", slice_)]
 
 
 def stop(rundir: Path, info: dict, log) -> list[str]:
@@ -400,6 +501,8 @@ def stop(rundir: Path, info: dict, log) -> list[str]:
             _reap(c["pid"])
 
     term("kubelet", 15)
+    term("kube-proxy", 10)
+    term("coredns", 10)
     c = procs.get("containerd")
     if c and _alive(c["pid"], c["exe"]):
         # every pod's containers and sandboxes: killed, deleted (CNI DEL through CRI
