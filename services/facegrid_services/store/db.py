@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: How long a component starting beside its database waits for it to accept
+#: connections (a chart install starts them together) before it gives up.
+STORE_WAIT_S = 120.0
 
 
 def make_engine(url: str, **kw) -> Engine:
@@ -35,6 +40,36 @@ def make_engine(url: str, **kw) -> Engine:
         # UTCDateTime columns pass through as they are (no conversion per row).
         kw.setdefault("connect_args", {"options": "-c timezone=UTC"})
     return create_engine(url, **kw)
+
+
+def wait_reachable(engine: Engine, timeout_s: float = STORE_WAIT_S,
+                   sleep=time.sleep, clock=time.monotonic) -> None:
+    """Return once the database answers ``SELECT 1``; wait (say so once, then retry
+    with backoff up to 2 s) while it refuses connections, e.g. a PostgreSQL pod that is
+    still starting.  Raises the last OperationalError after ``timeout_s``."""
+    deadline = clock() + timeout_s
+    delay, said = 0.25, False
+    while True:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except sa_exc.OperationalError as e:
+            if clock() + delay > deadline:
+                log.error("database %s still unreachable after %.0f s: giving up",
+                          engine.url.render_as_string(hide_password=True), timeout_s)
+                raise
+            if not said:
+                log.warning("database %s not reachable yet (%s): waiting up to %.0f s",
+                            engine.url.render_as_string(hide_password=True),
+                            str(e.orig).splitlines()[0] if e.orig else e, timeout_s)
+                said = True
+            sleep(delay)
+            delay = min(delay * 2, 2.0)
+        else:
+            if said:
+                log.info("database %s reachable",
+                         engine.url.render_as_string(hide_password=True))
+            return
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -45,12 +45,14 @@ _MIGRATION_LOCK_ID = 0x66616365  # "face": serialises replicas migrating one Pos
 
 
 def migrate_locked(url: str) -> None:
-    """Alembic upgrade to head; on PostgreSQL under an advisory lock (replicas start together)."""
+    """Alembic upgrade to head; on PostgreSQL under an advisory lock (replicas start together),
+    once the database accepts connections (it may be starting beside us)."""
     if not url.startswith("postgresql"):
         db.migrate(url)
         return
     engine = db.make_engine(url)
     try:
+        db.wait_reachable(engine)
         with engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_ID})
             try:
