@@ -34,7 +34,8 @@ FOLDER_MARKERS = {"unit": "unit", "integration": "integration", "k8s": "k8s", "e
 NOT_UNIT_MARKERS = ("integration", "models", "k8s", "e2e", "browser", "images")
 SERVER_FIXTURES = frozenset({"redis_server", "redis_url", "postgres_server", "postgres_url",
                              "database_url", "k8s_cluster", "live_server", "test_weights",
-                             "face_analyzer", "facegrid_images", "podman"})
+                             "face_analyzer", "facegrid_images", "podman", "standin_images",
+                             "standin_podman"})
 
 
 def folder_problems(item: pytest.Item) -> list[str]:
