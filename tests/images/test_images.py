@@ -10,7 +10,6 @@ as the node's camera, and (operator) the test Kubernetes control plane.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import httpx
@@ -67,14 +66,7 @@ def healthy(url: str) -> bool:
 def wait_healthy(podman, container: str, url: str, timeout: float = 90) -> None:
     """Until ``url`` answers 200; fails at once if the container exits (wait_until
     would keep polling through that error until the timeout)."""
-    deadline = time.monotonic() + timeout
-    while not healthy(url):
-        if not podman.state(container)["Running"]:
-            raise AssertionError(f"{container} exited:\n{podman.logs(container)}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{url} not healthy after {timeout} s:\n"
-                                 f"{podman.logs(container)}")
-        time.sleep(0.5)
+    podman.wait_while_running(container, lambda: healthy(url), f"{url} not healthy", timeout)
 
 
 def start_server(podman, image: str, redis_url: str, pub: Path) -> str:

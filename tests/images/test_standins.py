@@ -101,14 +101,10 @@ def run_as_chart(pm, image: str, spec: dict, container: dict, *, env: dict[str, 
 def wait_probe(pm, container: str, command: list[str], timeout: float = 90) -> None:
     """Until the chart's exec probe succeeds in the container; fails at once if the
     container exits (wait_until would keep polling through the error)."""
-    deadline = time.monotonic() + timeout
-    while pm("exec", container, *command, check=False, timeout=30).returncode != 0:
-        if not pm.state(container)["Running"]:
-            raise AssertionError(f"{container} exited:\n{pm.logs(container)}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"probe {command} still failing after {timeout} s:\n"
-                                 f"{pm.logs(container)}")
-        time.sleep(0.5)
+    pm.wait_while_running(
+        container, lambda: pm("exec", container, *command, check=False,
+                              timeout=30).returncode == 0,
+        f"probe {command} still failing", timeout)
 
 
 def host_address() -> str:

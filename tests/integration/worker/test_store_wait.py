@@ -5,6 +5,7 @@ error after its deadline."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -13,10 +14,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from facegrid_services.store import db, repo
+from fixtures.servers import free_port
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect
-
-from fixtures.servers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -29,10 +29,8 @@ def _pipe(a: socket.socket, b: socket.socket) -> None:
         pass
     finally:
         for s in (a, b):
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def late_listener(port: int, target: tuple[str, int], after_s: float,
