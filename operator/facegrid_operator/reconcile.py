@@ -232,6 +232,35 @@ def invalid(ctx: OperatorContext, body: dict, e: InvalidSpec, pods: Iterable[dic
 
 # -- status ------------------------------------------------------------------
 
+#: Container waiting reasons that mean the node pod cannot run as it is.
+FAILING_REASONS = frozenset({"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff",
+                             "CreateContainerConfigError", "CreateContainerError"})
+
+
+def _failing(st: dict) -> bool:
+    for cs in st.get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in FAILING_REASONS:
+            return True
+        if not cs.get("ready") and cs.get("restartCount", 0) > 0:
+            return True
+    return False
+
+
+def pod_settled(pod: Mapping) -> bool:
+    """Whether a node pod is in a state that lasts (Ready, failing, finished or going), not
+    one it passes through on its way up (created, bound, containers starting): a status
+    write for a settled pod need not wait for more of its changes."""
+    st = pod.get("status") or {}
+    if pod.get("metadata", {}).get("deletionTimestamp") or st.get("phase") in ("Succeeded",
+                                                                                  "Failed"):
+        return True
+    if any(c.get("type") == "Ready" and c.get("status") == TRUE
+           for c in st.get("conditions") or []):
+        return True
+    return _failing(st)
+
+
 def _pod_view(pods: Iterable[dict]) -> tuple[dict, bool, bool, str | None, str | None]:
     """(Scheduled condition, ready, failing, host, pod name) from the camera's pods."""
     live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
@@ -245,14 +274,7 @@ def _pod_view(pods: Iterable[dict]) -> tuple[dict, bool, bool, str | None, str |
     st = pod.get("status") or {}
     conds = {c.get("type"): c for c in st.get("conditions") or []}
     ready = conds.get("Ready", {}).get("status") == "True"
-    failing = False
-    for cs in st.get("containerStatuses") or []:
-        waiting = (cs.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") in ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff",
-                                     "CreateContainerConfigError", "CreateContainerError"):
-            failing = True
-        if not cs.get("ready") and cs.get("restartCount", 0) > 0:
-            failing = True
+    failing = _failing(st)
     if host:
         sched = conditions.condition(TRUE, "Scheduled", f"pod {name} is on Node {host}")
     else:

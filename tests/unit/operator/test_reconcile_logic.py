@@ -120,3 +120,69 @@ def test_registry_and_settings():
     assert ks.persistence.finalizer == "facegrid.io/operator"
     # a deleted CameraNode whose timer is inside a call is looked at again within a second
     assert ks.background.cancellation_polling <= 1
+
+
+def test_pod_settled():
+    assert not reconcile.pod_settled({"metadata": {"name": "p"}, "spec": {}, "status": {}})
+    assert not reconcile.pod_settled(pod("p", node="edge-01", ready=False))  # starting
+    assert reconcile.pod_settled(pod("p", node="edge-01", ready=True))
+    assert reconcile.pod_settled(pod("p", node="edge-01", ready=False, waiting="ErrImagePull"))
+    going = pod("p", node="edge-01", ready=False)
+    going["metadata"]["deletionTimestamp"] = "2026-01-01T00:02:00Z"
+    assert reconcile.pod_settled(going)
+    assert reconcile.pod_settled({"metadata": {}, "status": {"phase": "Failed"}})
+
+
+class WriteRecorder:
+    """Stands in for reconcile.write_status: when each write ran and with which pods."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[float, list[str]]] = []
+
+    def __call__(self, memo, ns, name, *, pods) -> str:
+        import time
+        self.writes.append((time.monotonic(), [p["metadata"]["name"] for p in pods]))
+        return "Running"
+
+
+def test_pod_events_fold_until_the_pod_settles(monkeypatch):
+    """Pod events of a starting pod are folded into one status write POD_SETTLE_S later;
+    an event that brings the pod Ready writes at once (and still only once)."""
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from facegrid_operator.handlers import status
+
+    rec = WriteRecorder()
+    monkeypatch.setattr(reconcile, "write_status", rec)
+    memo = SimpleNamespace(pod_writes_due={}, pod_write_tasks=set())
+    labels = {"facegrid.io/camera": "cam"}
+    index: dict = {}
+
+    async def event(p: dict) -> None:
+        index[("ns", "cam")] = [p]
+        await status.pod_event(namespace="ns", labels=labels, body=p, memo=memo,
+                               camera_pods=index)
+
+    async def scenario() -> tuple[float, float]:
+        t0 = time.monotonic()
+        await event(pod("a", node=None, ready=False))            # created
+        await asyncio.sleep(0.02)
+        await event(pod("a", node="edge-01", ready=False))       # bound: folded
+        await asyncio.gather(*memo.pod_write_tasks)
+        slow = rec.writes[-1][0] - t0
+        monkeypatch.setattr(status, "POD_SETTLE_S", 60.0)  # only the Ready event can end it
+        t1 = time.monotonic()
+        await event(pod("b", node=None, ready=False))            # created
+        await asyncio.sleep(0.02)
+        await event(pod("b", node="edge-01", ready=True))        # Ready: write now
+        await asyncio.gather(*memo.pod_write_tasks)
+        return slow, rec.writes[-1][0] - t1
+
+    settle = status.POD_SETTLE_S
+    slow, fast = asyncio.run(scenario())
+    assert [w[1] for w in rec.writes] == [["a"], ["b"]]  # one write per pod start
+    assert slow >= settle
+    assert fast < 30
+    assert memo.pod_writes_due == {}
