@@ -504,6 +504,8 @@ def main() -> int:
     finally:
         if not reuse:
             subprocess.run([sys.executable, str(SCRIPT), "down", "--dir", str(rundir)])
+            with contextlib.suppress(OSError):
+                rundir.parent.rmdir()  # the temporary dir made for it
     return 0
 
 
