@@ -199,6 +199,12 @@ def reconcile_camera(ctx: OperatorContext, body: dict, nodes: Nodes,
     updates[Cond.DEPLOYED] = conditions.condition(
         TRUE, "Applied", f"Deployment {builders.deployment_name(name)} "
         + ("scaled to 0 (paused)" if cam.paused else "applied"))
+    known = ctx.statuses.get((ns, name))
+    old = known.status if known is not None else (body.get("status") or {})
+    if conditions.get(old.get("conditions"), Cond.HEARTBEATING) is None:
+        # A new camera's node cannot have reported yet: saying so now spares the status
+        # timer's first tick a write (it writes only what the server says differently).
+        updates[Cond.HEARTBEATING] = not_registered(name)
     return write_status(ctx, ns, name, pods=pods, updates=updates, extra=extra,
                         body=body) or ""
 
@@ -372,6 +378,12 @@ def write_status(ctx: OperatorContext, ns: str, name: str, *, pods: Iterable[dic
     return new["phase"]
 
 
+def not_registered(name: str) -> dict:
+    """The Heartbeating condition of a node the server has not heard from."""
+    return conditions.condition(UNKNOWN, "NotRegistered",
+                                f"the server has not heard from node {name} yet")
+
+
 def heartbeat_view(ctx: OperatorContext, name: str) -> tuple[dict, dict]:
     """(Heartbeating condition, status fields) from the server; never raises."""
     try:
@@ -381,8 +393,7 @@ def heartbeat_view(ctx: OperatorContext, name: str) -> tuple[dict, dict]:
     except ServerRefused as e:
         return conditions.condition(UNKNOWN, "ServerRefused", str(e)[:300]), {}
     if st is None:
-        return conditions.condition(UNKNOWN, "NotRegistered",
-                                    f"the server has not heard from node {name} yet"), {}
+        return not_registered(name), {}
     extra = {"state": st.state.value, "stateSeconds": round(st.state_seconds, 1),
              "serverStatus": st.status}
     if st.last_heartbeat_at is not None:

@@ -186,3 +186,61 @@ def test_pod_events_fold_until_the_pod_settles(monkeypatch):
     assert slow >= settle
     assert fast < 30
     assert memo.pod_writes_due == {}
+
+
+class RecordingKube:
+    """The API client's writes, answered as the API server would for a new camera (the
+    only stand-in here: everything else is the operator's real code)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict]] = []
+        self.objects: dict[str, dict] = {}
+
+    def create(self, path: str, obj: dict) -> dict:
+        self.calls.append(("POST", path, obj))
+        self.objects[f"{path}/{obj['metadata']['name']}"] = obj
+        return obj
+
+    def get_or_none(self, path: str) -> dict | None:
+        self.calls.append(("GET", path, {}))
+        return self.objects.get(path)
+
+    def apply(self, path: str, obj: dict) -> dict:
+        self.calls.append(("APPLY", path, obj))
+        return obj
+
+    def merge_patch(self, path: str, patch: dict) -> dict:
+        self.calls.append(("PATCH", path, patch))
+        return patch
+
+
+def test_new_camera_status_says_not_registered_so_the_first_timer_tick_writes_nothing():
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from facegrid_operator.context import OperatorContext
+
+    k = RecordingKube()
+    ctx = OperatorContext(settings=OperatorSettings(), access=None, kube=k, server=None,
+                          key=Ed25519PrivateKey.generate())
+    body = {"apiVersion": "facegrid.io/v1alpha1", "kind": "CameraNode",
+            "metadata": {"name": "lobby", "namespace": "ns", "uid": "u1", "generation": 1},
+            "spec": {"host": {"nodeName": "edge-01"},
+                     "camera": {"source": "rtsp://cam.lan/lobby"}}}
+    assert reconcile.reconcile_camera(ctx, body, NODES, pods=[]) == "Deploying"
+    assert [c[0] for c in k.calls] == ["POST", "APPLY", "PATCH"]  # Secret, Deployment, status
+    conds = {c["type"]: c for c in k.calls[-1][2]["status"]["conditions"]}
+    assert (conds["Heartbeating"]["status"], conds["Heartbeating"]["reason"]) == (
+        "Unknown", "NotRegistered")
+    # the status timer's first tick, the server not having heard from the node yet
+    reconcile.write_status(ctx, "ns", "lobby", pods=[], body=body,
+                           updates={Cond.HEARTBEATING: reconcile.not_registered("lobby")})
+    assert len(k.calls) == 3  # nothing new: no PATCH
+    # a camera whose status already has a heartbeat keeps it on a spec change
+    hb = condition(TRUE, "Heartbeating", "online")
+    reconcile.write_status(ctx, "ns", "lobby", pods=[], body=body,
+                           updates={Cond.HEARTBEATING: hb})
+    body["metadata"]["generation"] = 2
+    body["status"] = {"tokenExpiresAt": "2099-01-01T00:00:00Z"}
+    reconcile.reconcile_camera(ctx, body, NODES, pods=[])
+    assert k.calls[-1][0] == "PATCH"
+    conds = {c["type"]: c for c in k.calls[-1][2]["status"]["conditions"]}
+    assert conds["Heartbeating"]["reason"] == "Heartbeating"
