@@ -11,7 +11,12 @@ so the Heartbeating condition stays Unknown.  Prints, for one CameraNode applied
 time (target < 3 s) and for M applied at once (target: 50 in < 5 s): seconds
 from `kubectl apply` to the Pod Running and to the CameraNode status phase
 Running, and the API requests the operator sent per camera for the batch (its
-own client's, by verb and resource, and kopf's patches).
+own client's, by verb and resource, and kopf's patches).  For the batch also where
+the time goes: when each camera reached each stage (CameraNode created by kubectl,
+finalizer by kopf, token Secret and Deployment by the operator, ReplicaSet by the
+deployment controller, Pod by the replicaset controller, bound by the scheduler,
+Running by kwok, status Running by the operator), from watches this process holds
+(no polling), the CPU seconds of each component, and the load average.
 
     .venv/bin/python bench/operator.py --real N
 
@@ -39,6 +44,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import ClassVar
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "k8s-test-cluster"
@@ -74,42 +80,182 @@ def camera(name: str, ns: str, host: str) -> dict:
             "spec": {"host": {"nodeName": host}, "camera": {"source": f"rtsp://cam.lan/{name}"}}}
 
 
-def wait_all(kube, ns: str, names: list[str], t0: float, timeout: float = 300) -> tuple:
-    """Seconds from t0 until each camera's Deployment exists, its pod is Running and its
-    status phase is Running."""
-    from facegrid_operator.kube import cameranode_path, deployments_path, pods_path
+class Timeline:
+    """When each camera's objects appeared and changed, as this process saw them: one watch
+    per resource in the namespace (own HTTP clients), the local arrival time of each event.
 
-    def items(path: str) -> list[dict]:
-        # the client's HTTP session directly: these polls are not the operator's requests
-        r = kube._http.get(path, params={"labelSelector": "app.kubernetes.io/name=facegrid-node"}
-                           if not path.endswith("cameranodes") else None)
-        r.raise_for_status()
-        return r.json().get("items") or []
+    Stages per camera: CameraNode created, finalizer added (kopf), token Secret created,
+    Deployment created (operator), ReplicaSet created (deployment controller), Pod created
+    (replicaset controller), Pod bound (scheduler), Pod Running (kwok), status Running
+    (operator)."""
 
-    dep_at: dict[str, float] = {}
-    pod_at: dict[str, float] = {}
-    phase_at: dict[str, float] = {}
-    want = set(names)
-    while (len(pod_at) < len(want) or len(phase_at) < len(want)) and \
-            time.monotonic() - t0 < timeout:
-        now = time.monotonic() - t0
-        for p in items(pods_path(ns)):
-            cam = p["metadata"]["labels"].get("facegrid.io/camera")
-            if cam in want and cam not in pod_at and p["status"].get("phase") == "Running":
-                pod_at[cam] = now
-        for d in items(deployments_path(ns)):
-            cam = d["metadata"]["labels"].get("facegrid.io/camera")
-            if cam in want and cam not in dep_at:
-                dep_at[cam] = now
-        for c in items(cameranode_path(ns)):
-            n = c["metadata"]["name"]
-            if n in want and n not in phase_at and (c.get("status") or {}).get(
-                    "phase") == "Running":
-                phase_at[n] = now
-        time.sleep(0.1)
-    if len(pod_at) < len(want) or len(phase_at) < len(want):
-        raise SystemExit(f"timed out: {len(pod_at)} pods, {len(phase_at)} phases of {len(want)}")
-    return dep_at, pod_at, phase_at
+    STAGES = ("cameranode", "finalizer", "secret", "deployment", "replicaset", "pod", "bound",
+              "running", "status")
+    WHO: ClassVar[dict[str, str]] = {
+        "cameranode": "kubectl apply", "finalizer": "kopf", "secret": "operator",
+        "deployment": "operator", "replicaset": "deployment controller",
+        "pod": "replicaset controller", "bound": "scheduler", "running": "kwok",
+        "status": "operator"}
+
+    def __init__(self, access, ns: str, finalizer: str) -> None:
+        from facegrid_operator.kube import (
+            cameranode_path,
+            deployments_path,
+            pods_path,
+            secrets_path,
+        )
+
+        self.access, self.finalizer = access, finalizer
+        #: camera -> stage -> time.monotonic() when this process first saw it
+        self.at: dict[str, dict[str, float]] = collections.defaultdict(dict)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._threads: list[threading.Thread] = []
+        self._clients: list = []
+        self._rvs: list[str] = []
+        self._listed = threading.Event()
+        paths = {"cameranodes": cameranode_path(ns), "secrets": secrets_path(ns),
+                 "deployments": deployments_path(ns),
+                 "replicasets": f"/apis/apps/v1/namespaces/{ns}/replicasets",
+                 "pods": pods_path(ns)}
+        for kind, path in paths.items():
+            self._threads.append(threading.Thread(target=self._watch, args=(kind, path),
+                                                  daemon=True))
+
+    def start(self) -> None:
+        """Start the watches; returns once each has listed (events from then on count)."""
+        for t in self._threads:
+            t.start()
+        if not self._listed.wait(30) or len(self._rvs) < len(self._threads):
+            raise SystemExit("the timeline watches did not start")
+
+    def stop(self) -> None:
+        self._stop.set()
+        for c in list(self._clients):
+            with contextlib.suppress(Exception):
+                c.close()
+
+    def _mark(self, cam: str | None, stage: str) -> None:
+        if not cam:
+            return
+        now = time.monotonic()
+        with self._changed:
+            if stage not in self.at[cam]:
+                self.at[cam][stage] = now
+                self._changed.notify_all()
+
+    def wait(self, names: list[str], stages: tuple[str, ...] = ("running", "status"),
+             timeout: float = 300) -> None:
+        """Until every camera reached every one of ``stages``."""
+        def done() -> bool:
+            return all(st in self.at[n] for n in names for st in stages)
+
+        with self._changed:
+            if not self._changed.wait_for(done, timeout):
+                got = {st: sum(st in self.at[n] for n in names) for st in stages}
+                raise SystemExit(f"timed out after {timeout:.0f} s: {got} of {len(names)}")
+
+    def seconds(self, names: list[str], stage: str, t0: float) -> dict[str, float]:
+        """Camera -> seconds from ``t0`` until it reached ``stage``."""
+        with self._lock:
+            return {n: self.at[n][stage] - t0 for n in names if stage in self.at[n]}
+
+    def _seen(self, kind: str, obj: dict) -> None:
+        md = obj.get("metadata") or {}
+        labels = md.get("labels") or {}
+        if kind == "cameranodes":
+            cam = md.get("name")
+            self._mark(cam, "cameranode")
+            if self.finalizer in (md.get("finalizers") or []):
+                self._mark(cam, "finalizer")
+            if (obj.get("status") or {}).get("phase") == "Running":
+                self._mark(cam, "status")
+            return
+        cam = labels.get("facegrid.io/camera")
+        if kind == "secrets":
+            if md.get("name", "").endswith("-token"):
+                self._mark(cam, "secret")
+        elif kind in ("deployments", "replicasets"):
+            self._mark(cam, kind[:-1])
+        elif kind == "pods":
+            self._mark(cam, "pod")
+            if (obj.get("spec") or {}).get("nodeName"):
+                self._mark(cam, "bound")
+            if (obj.get("status") or {}).get("phase") == "Running":
+                self._mark(cam, "running")
+
+    def _watch(self, kind: str, path: str) -> None:
+        from facegrid_operator.kube import Kube, KubeError
+
+        kube = Kube(self.access, timeout=None)
+        self._clients.append(kube)
+        for _ in range(100):  # a new CRD's storage answers 429 for a moment
+            try:
+                rv = kube.get(path)["metadata"]["resourceVersion"]
+                break
+            except KubeError as e:
+                if e.status != 429:
+                    raise
+                time.sleep(0.2)
+        with self._lock:
+            self._rvs.append(rv)
+            if len(self._rvs) == len(self._threads):
+                self._listed.set()
+        while not self._stop.is_set():
+            try:
+                with kube._http.stream("GET", path, params={
+                        "watch": "1", "resourceVersion": rv,
+                        "timeoutSeconds": "300"}) as r:
+                    for line in r.iter_lines():
+                        if not line:
+                            continue
+                        ev = json.loads(line)
+                        obj = ev.get("object") or {}
+                        if ev.get("type") == "ERROR":
+                            return
+                        rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
+                        if ev.get("type") in ("ADDED", "MODIFIED"):
+                            self._seen(kind, obj)
+            except Exception:  # closed at stop, or a dropped watch: resume
+                if self._stop.is_set():
+                    return
+                time.sleep(0.1)
+
+    def report(self, names: list[str], t0: float) -> list[str]:
+        """One line per stage: when the cameras reached it (median, last, seconds from
+        ``t0``) and how long the step from the previous stage took (median, max)."""
+        lines = []
+        prev = None
+        for stage in self.STAGES:
+            at = [self.at[n][stage] - t0 for n in names if stage in self.at[n]]
+            if not at:
+                lines.append(f"  {stage:<11} ({self.WHO[stage]}): not seen")
+                continue
+            steps = [self.at[n][stage] - self.at[n][prev] for n in names
+                     if stage in self.at[n] and prev in self.at[n]] if prev else []
+            step = (f"; step from {prev} median {statistics.median(steps):.2f} s, "
+                    f"max {max(steps):.2f} s" if steps else "")
+            lines.append(f"  {stage:<11} ({self.WHO[stage]}): {len(at)} cameras, "
+                         f"median {statistics.median(at):.2f} s, last {max(at):.2f} s{step}")
+            prev = stage
+        return lines
+
+
+def cpu_seconds(rundir: Path) -> dict[str, float]:
+    """CPU seconds used so far by this process (the operator and the bench's watches), its
+    children (kubectl) and each component of the cluster (from /proc; Linux)."""
+    own = os.times()
+    out = {"operator+bench": own.user + own.system,
+           "kubectl": own.children_user + own.children_system}
+    tick = os.sysconf("SC_CLK_TCK")
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        comps = json.loads((rundir / "state.json").read_text())["components"]
+        for name, c in comps.items():
+            with contextlib.suppress(OSError, ValueError):
+                fields = Path(f"/proc/{c['pid']}/stat").read_text().rsplit(")", 1)[1].split()
+                out[name] = (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 class KopfPatches(logging.Handler):
@@ -256,8 +402,8 @@ def main() -> int:
         real_pod_ready(args.real)
         return 0
 
-    from facegrid_operator.kube import ClusterAccess, Kube
-    from facegrid_operator.operator import run
+    from facegrid_operator.kube import ClusterAccess
+    from facegrid_operator.operator import kopf_settings, run
     from facegrid_operator.settings import OperatorSettings
 
     reuse = os.environ.get("FACEGRID_K8S_DIR")
@@ -282,7 +428,11 @@ def main() -> int:
                                     metrics_port=0, node_image="registry.invalid/node:bench",
                                     status_interval_s=30, rotation_check_s=60,
                                     revoke_retries=0)
-        kube = Kube(ClusterAccess.from_kubeconfig(kubeconfig))
+        access = ClusterAccess.from_kubeconfig(kubeconfig)
+        # Watches, not polls: what the bench sees costs the API server (and this process,
+        # which runs the operator too) next to nothing.
+        timeline = Timeline(access, ns, kopf_settings(settings).persistence.finalizer)
+        timeline.start()
         with operator_running(run, settings):
             time.sleep(1)
             pods, phases = [], []
@@ -291,9 +441,9 @@ def main() -> int:
                 t0 = time.monotonic()
                 sh(kubectl, "apply", "-f", "-", env=env,
                    input=json.dumps(camera(name, ns, "edge-01" if i % 2 else "edge-02")))
-                _, p, ph = wait_all(kube, ns, [name], t0)
-                pods.append(p[name])
-                phases.append(ph[name])
+                timeline.wait([name])
+                pods.append(timeline.seconds([name], "running", t0)[name])
+                phases.append(timeline.seconds([name], "status", t0)[name])
             patches = KopfPatches()
             kopf_log = logging.getLogger("kopf.objects")
             kopf_log.setLevel(logging.DEBUG)
@@ -303,13 +453,24 @@ def main() -> int:
             names = [f"batch-{i:03d}" for i in range(args.batch)]
             items = [camera(n, ns, "edge-01" if i % 2 else "edge-02")
                      for i, n in enumerate(names)]
+            load0 = os.getloadavg()[0]
+            cpu0 = cpu_seconds(rundir)
             t0 = time.monotonic()
             sh(kubectl, "apply", "-f", "-", env=env,
                input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
-            bd, bp, bph = wait_all(kube, ns, names, t0)
+            timeline.wait(names)
+            wall = time.monotonic() - t0
+            cpu = {k: v - cpu0.get(k, 0.0) for k, v in cpu_seconds(rundir).items()}
+            load1 = os.getloadavg()[0]
             time.sleep(1)  # the last status writes
             calls = own_requests() - before
             kopf_patches = patches.count
+        timeline.stop()
+        bd = timeline.seconds(names, "deployment", t0)
+        bc = timeline.seconds(names, "cameranode", t0)
+        lag = [bd[n] - bc[n] for n in names if n in bd and n in bc]
+        bp = timeline.seconds(names, "running", t0)
+        bph = timeline.seconds(names, "status", t0)
         # No server here, and revocation fails closed: release the finalizers by hand.
         for obj in sh(kubectl, "get", "cameranodes", "-n", ns, "-o", "name", env=env).split():
             sh(kubectl, "patch", obj, "-n", ns, "--type=merge", "-p",
@@ -323,7 +484,18 @@ def main() -> int:
               f"{max(bd.values()):.2f} s (operator side); last Pod Running after "
               f"{max(bp.values()):.2f} s (median {statistics.median(bp.values()):.2f} s); "
               f"all statuses Running after {max(bph.values()):.2f} s "
-              f"({args.batch / max(bph.values()):.1f} cameras/s)")
+              f"({args.batch / max(bph.values()):.1f} cameras/s); load average "
+              f"{load0:.1f} before, {load1:.1f} after")
+        print(f"operator side: CameraNode created -> its Deployment created median "
+              f"{statistics.median(lag):.2f} s, max {max(lag):.2f} s per camera; `kubectl apply` "
+              f"itself created the last CameraNode after {max(bc.values()):.2f} s")
+        print(f"where the time goes for the {args.batch} (seconds from the apply, as events "
+              "arrived at this process):")
+        print("\n".join(timeline.report(names, t0)))
+        cores = os.cpu_count() or 1
+        print(f"CPU seconds in those {wall:.1f} s ({cores} cores: {cores * wall:.0f} s at most): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in
+                                       sorted(cpu.items(), key=lambda kv: -kv[1])))
         per = args.batch
         print(f"API requests per camera in the batch: {sum(calls.values()) / per:.1f} by the "
               f"operator's client ("
@@ -332,6 +504,8 @@ def main() -> int:
     finally:
         if not reuse:
             subprocess.run([sys.executable, str(SCRIPT), "down", "--dir", str(rundir)])
+            with contextlib.suppress(OSError):
+                rundir.parent.rmdir()  # the temporary dir made for it
     return 0
 
 

@@ -60,8 +60,9 @@ class OperatorContext:
     statuses: dict[Key, CameraStatus] = field(default_factory=dict)
     #: (namespace, name) -> monotonic time of the last slow re-check of an Invalid camera.
     rechecked: dict[Key, float] = field(default_factory=dict)
-    #: CameraNodes with a status write from pod events coming (folds pod changes).
-    pod_writes_due: set[Key] = field(default_factory=set)
+    #: CameraNodes with a status write from pod events coming (folds pod changes); set
+    #: the event to write at once.
+    pod_writes_due: dict[Key, asyncio.Event] = field(default_factory=dict)
     pod_write_tasks: set[asyncio.Task] = field(default_factory=set)
     #: CameraNodes whose delete handler has started: no more status writes for them.
     deleting: set[Key] = field(default_factory=set)

@@ -199,6 +199,12 @@ def reconcile_camera(ctx: OperatorContext, body: dict, nodes: Nodes,
     updates[Cond.DEPLOYED] = conditions.condition(
         TRUE, "Applied", f"Deployment {builders.deployment_name(name)} "
         + ("scaled to 0 (paused)" if cam.paused else "applied"))
+    known = ctx.statuses.get((ns, name))
+    old = known.status if known is not None else (body.get("status") or {})
+    if conditions.get(old.get("conditions"), Cond.HEARTBEATING) is None:
+        # A new camera's node cannot have reported yet: saying so now spares the status
+        # timer's first tick a write (it writes only what the server says differently).
+        updates[Cond.HEARTBEATING] = not_registered(name)
     return write_status(ctx, ns, name, pods=pods, updates=updates, extra=extra,
                         body=body) or ""
 
@@ -232,6 +238,35 @@ def invalid(ctx: OperatorContext, body: dict, e: InvalidSpec, pods: Iterable[dic
 
 # -- status ------------------------------------------------------------------
 
+#: Container waiting reasons that mean the node pod cannot run as it is.
+FAILING_REASONS = frozenset({"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff",
+                             "CreateContainerConfigError", "CreateContainerError"})
+
+
+def _failing(st: dict) -> bool:
+    for cs in st.get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in FAILING_REASONS:
+            return True
+        if not cs.get("ready") and cs.get("restartCount", 0) > 0:
+            return True
+    return False
+
+
+def pod_settled(pod: Mapping) -> bool:
+    """Whether a node pod is in a state that lasts (Ready, failing, finished or going), not
+    one it passes through on its way up (created, bound, containers starting): a status
+    write for a settled pod need not wait for more of its changes."""
+    st = pod.get("status") or {}
+    if pod.get("metadata", {}).get("deletionTimestamp") or st.get("phase") in ("Succeeded",
+                                                                                  "Failed"):
+        return True
+    if any(c.get("type") == "Ready" and c.get("status") == TRUE
+           for c in st.get("conditions") or []):
+        return True
+    return _failing(st)
+
+
 def _pod_view(pods: Iterable[dict]) -> tuple[dict, bool, bool, str | None, str | None]:
     """(Scheduled condition, ready, failing, host, pod name) from the camera's pods."""
     live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
@@ -245,14 +280,7 @@ def _pod_view(pods: Iterable[dict]) -> tuple[dict, bool, bool, str | None, str |
     st = pod.get("status") or {}
     conds = {c.get("type"): c for c in st.get("conditions") or []}
     ready = conds.get("Ready", {}).get("status") == "True"
-    failing = False
-    for cs in st.get("containerStatuses") or []:
-        waiting = (cs.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") in ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff",
-                                     "CreateContainerConfigError", "CreateContainerError"):
-            failing = True
-        if not cs.get("ready") and cs.get("restartCount", 0) > 0:
-            failing = True
+    failing = _failing(st)
     if host:
         sched = conditions.condition(TRUE, "Scheduled", f"pod {name} is on Node {host}")
     else:
@@ -350,6 +378,12 @@ def write_status(ctx: OperatorContext, ns: str, name: str, *, pods: Iterable[dic
     return new["phase"]
 
 
+def not_registered(name: str) -> dict:
+    """The Heartbeating condition of a node the server has not heard from."""
+    return conditions.condition(UNKNOWN, "NotRegistered",
+                                f"the server has not heard from node {name} yet")
+
+
 def heartbeat_view(ctx: OperatorContext, name: str) -> tuple[dict, dict]:
     """(Heartbeating condition, status fields) from the server; never raises."""
     try:
@@ -359,8 +393,7 @@ def heartbeat_view(ctx: OperatorContext, name: str) -> tuple[dict, dict]:
     except ServerRefused as e:
         return conditions.condition(UNKNOWN, "ServerRefused", str(e)[:300]), {}
     if st is None:
-        return conditions.condition(UNKNOWN, "NotRegistered",
-                                    f"the server has not heard from node {name} yet"), {}
+        return not_registered(name), {}
     extra = {"state": st.state.value, "stateSeconds": round(st.state_seconds, 1),
              "serverStatus": st.status}
     if st.last_heartbeat_at is not None:

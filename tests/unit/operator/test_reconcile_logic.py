@@ -120,3 +120,127 @@ def test_registry_and_settings():
     assert ks.persistence.finalizer == "facegrid.io/operator"
     # a deleted CameraNode whose timer is inside a call is looked at again within a second
     assert ks.background.cancellation_polling <= 1
+
+
+def test_pod_settled():
+    assert not reconcile.pod_settled({"metadata": {"name": "p"}, "spec": {}, "status": {}})
+    assert not reconcile.pod_settled(pod("p", node="edge-01", ready=False))  # starting
+    assert reconcile.pod_settled(pod("p", node="edge-01", ready=True))
+    assert reconcile.pod_settled(pod("p", node="edge-01", ready=False, waiting="ErrImagePull"))
+    going = pod("p", node="edge-01", ready=False)
+    going["metadata"]["deletionTimestamp"] = "2026-01-01T00:02:00Z"
+    assert reconcile.pod_settled(going)
+    assert reconcile.pod_settled({"metadata": {}, "status": {"phase": "Failed"}})
+
+
+class WriteRecorder:
+    """Stands in for reconcile.write_status: when each write ran and with which pods."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[float, list[str]]] = []
+
+    def __call__(self, memo, ns, name, *, pods) -> str:
+        import time
+        self.writes.append((time.monotonic(), [p["metadata"]["name"] for p in pods]))
+        return "Running"
+
+
+def test_pod_events_fold_until_the_pod_settles(monkeypatch):
+    """Pod events of a starting pod are folded into one status write POD_SETTLE_S later;
+    an event that brings the pod Ready writes at once (and still only once)."""
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from facegrid_operator.handlers import status
+
+    rec = WriteRecorder()
+    monkeypatch.setattr(reconcile, "write_status", rec)
+    memo = SimpleNamespace(pod_writes_due={}, pod_write_tasks=set())
+    labels = {"facegrid.io/camera": "cam"}
+    index: dict = {}
+
+    async def event(p: dict) -> None:
+        index[("ns", "cam")] = [p]
+        await status.pod_event(namespace="ns", labels=labels, body=p, memo=memo,
+                               camera_pods=index)
+
+    async def scenario() -> tuple[float, float]:
+        t0 = time.monotonic()
+        await event(pod("a", node=None, ready=False))            # created
+        await asyncio.sleep(0.02)
+        await event(pod("a", node="edge-01", ready=False))       # bound: folded
+        await asyncio.gather(*memo.pod_write_tasks)
+        slow = rec.writes[-1][0] - t0
+        monkeypatch.setattr(status, "POD_SETTLE_S", 60.0)  # only the Ready event can end it
+        t1 = time.monotonic()
+        await event(pod("b", node=None, ready=False))            # created
+        await asyncio.sleep(0.02)
+        await event(pod("b", node="edge-01", ready=True))        # Ready: write now
+        await asyncio.gather(*memo.pod_write_tasks)
+        return slow, rec.writes[-1][0] - t1
+
+    settle = status.POD_SETTLE_S
+    slow, fast = asyncio.run(scenario())
+    assert [w[1] for w in rec.writes] == [["a"], ["b"]]  # one write per pod start
+    assert slow >= settle
+    assert fast < 30
+    assert memo.pod_writes_due == {}
+
+
+class RecordingKube:
+    """The API client's writes, answered as the API server would for a new camera (the
+    only stand-in here: everything else is the operator's real code)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict]] = []
+        self.objects: dict[str, dict] = {}
+
+    def create(self, path: str, obj: dict) -> dict:
+        self.calls.append(("POST", path, obj))
+        self.objects[f"{path}/{obj['metadata']['name']}"] = obj
+        return obj
+
+    def get_or_none(self, path: str) -> dict | None:
+        self.calls.append(("GET", path, {}))
+        return self.objects.get(path)
+
+    def apply(self, path: str, obj: dict) -> dict:
+        self.calls.append(("APPLY", path, obj))
+        return obj
+
+    def merge_patch(self, path: str, patch: dict) -> dict:
+        self.calls.append(("PATCH", path, patch))
+        return patch
+
+
+def test_new_camera_status_says_not_registered_so_the_first_timer_tick_writes_nothing():
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from facegrid_operator.context import OperatorContext
+
+    k = RecordingKube()
+    ctx = OperatorContext(settings=OperatorSettings(), access=None, kube=k, server=None,
+                          key=Ed25519PrivateKey.generate())
+    body = {"apiVersion": "facegrid.io/v1alpha1", "kind": "CameraNode",
+            "metadata": {"name": "lobby", "namespace": "ns", "uid": "u1", "generation": 1},
+            "spec": {"host": {"nodeName": "edge-01"},
+                     "camera": {"source": "rtsp://cam.lan/lobby"}}}
+    assert reconcile.reconcile_camera(ctx, body, NODES, pods=[]) == "Deploying"
+    assert [c[0] for c in k.calls] == ["POST", "APPLY", "PATCH"]  # Secret, Deployment, status
+    conds = {c["type"]: c for c in k.calls[-1][2]["status"]["conditions"]}
+    assert (conds["Heartbeating"]["status"], conds["Heartbeating"]["reason"]) == (
+        "Unknown", "NotRegistered")
+    # the status timer's first tick, the server not having heard from the node yet
+    reconcile.write_status(ctx, "ns", "lobby", pods=[], body=body,
+                           updates={Cond.HEARTBEATING: reconcile.not_registered("lobby")})
+    assert len(k.calls) == 3  # nothing new: no PATCH
+    # a camera whose status already has a heartbeat keeps it on a spec change
+    hb = condition(TRUE, "Heartbeating", "online")
+    reconcile.write_status(ctx, "ns", "lobby", pods=[], body=body,
+                           updates={Cond.HEARTBEATING: hb})
+    body["metadata"]["generation"] = 2
+    body["status"] = {"tokenExpiresAt": "2099-01-01T00:00:00Z"}
+    reconcile.reconcile_camera(ctx, body, NODES, pods=[])
+    assert k.calls[-1][0] == "PATCH"
+    conds = {c["type"]: c for c in k.calls[-1][2]["status"]["conditions"]}
+    assert conds["Heartbeating"]["reason"] == "Heartbeating"
