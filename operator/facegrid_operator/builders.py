@@ -187,6 +187,11 @@ def node_env(cam: CameraSpec, settings: OperatorSettings) -> list[dict]:
         env.append(_env_from("FACEGRID_CAMERA", cam.source_secret))
     else:
         env.append(_env("FACEGRID_CAMERA", cam.source))
+    if cam.kind is SourceKind.FILE:
+        # A camera pod runs until its CameraNode goes: a recorded video or folder plays
+        # in a loop (else the node would exit at its end and the kubelet would restart
+        # it, counted as a crash, with back-off).
+        env.append(_env("FACEGRID_LOOP", "true"))
     env += [
         _env("FACEGRID_MAX_FPS", _num(cam.fps)),
         _env("FACEGRID_DET_THRESHOLD", _num(cam.detection_threshold)),

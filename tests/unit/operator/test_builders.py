@@ -101,6 +101,9 @@ def test_index_camera_asks_for_its_device_and_file_is_read_only():
     mounts = {m["name"]: m for m in container(dep)["volumeMounts"]}
     assert mounts["camera"] == {"name": "camera", "mountPath": "/srv/door.mp4", "readOnly": True}
     assert "privileged" not in container(dep)["securityContext"]
+    assert env(dep)["FACEGRID_LOOP"] == "true"  # a file camera plays until deleted
+    live = builders.node_deployment(cam(camera={"source": "rtsp://cam/1"}), "facegrid", SETTINGS)
+    assert "FACEGRID_LOOP" not in env(live)
 
 
 def test_selector_host_secrets_and_pause():
