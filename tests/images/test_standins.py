@@ -18,7 +18,7 @@ import importlib.util
 import json
 import os
 import secrets
-import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -31,8 +31,11 @@ import yaml
 from fixtures.chart import CHART, by_kind, pod_specs
 from fixtures.ci import unavailable
 from fixtures.images import SCRIPT, standin_archives
-from fixtures.k8s import wait_until
+from fixtures.k8s import ROOT, wait_until
 from fixtures.servers import free_port
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import k8s_real_node
 
 VALUES = CHART / "values.yaml"
 #: values.yaml section -> the stand-in's name in scripts/container-images.
@@ -111,12 +114,10 @@ def host_address() -> str:
     """This machine's first global IPv4 address (not loopback: PostgreSQL's initdb
     trusts 127.0.0.1, as in the official image, so a password is checked only on
     other addresses)."""
-    p = subprocess.run(["ip", "-j", "-4", "addr", "show", "scope", "global"],
-                       capture_output=True, text=True, check=False)
-    for link in json.loads(p.stdout or "[]"):
-        for a in link.get("addr_info", []):
-            return a["local"]
-    unavailable("no global IPv4 address to reach PostgreSQL on a non-loopback address")
+    try:
+        return k8s_real_node.host_ip()  # the one the real Node uses too
+    except RuntimeError:
+        unavailable("no global IPv4 address to reach PostgreSQL on a non-loopback address")
 
 
 # --- names ------------------------------------------------------------------------------
