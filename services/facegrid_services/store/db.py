@@ -42,33 +42,31 @@ def make_engine(url: str, **kw) -> Engine:
     return create_engine(url, **kw)
 
 
-def wait_reachable(engine: Engine, timeout_s: float = STORE_WAIT_S,
-                   sleep=time.sleep, clock=time.monotonic) -> None:
+def wait_reachable(engine: Engine, timeout_s: float = STORE_WAIT_S) -> None:
     """Return once the database answers ``SELECT 1``; wait (say so once, then retry
     with backoff up to 2 s) while it refuses connections, e.g. a PostgreSQL pod that is
     still starting.  Raises the last OperationalError after ``timeout_s``."""
-    deadline = clock() + timeout_s
+    where = engine.url.render_as_string(hide_password=True)
+    deadline = time.monotonic() + timeout_s
     delay, said = 0.25, False
     while True:
         try:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except sa_exc.OperationalError as e:
-            if clock() + delay > deadline:
-                log.error("database %s still unreachable after %.0f s: giving up",
-                          engine.url.render_as_string(hide_password=True), timeout_s)
+            if time.monotonic() + delay > deadline:
+                log.error("database %s still unreachable after %.0f s: giving up", where,
+                          timeout_s)
                 raise
             if not said:
-                log.warning("database %s not reachable yet (%s): waiting up to %.0f s",
-                            engine.url.render_as_string(hide_password=True),
+                log.warning("database %s not reachable yet (%s): waiting up to %.0f s", where,
                             str(e.orig).splitlines()[0] if e.orig else e, timeout_s)
                 said = True
-            sleep(delay)
+            time.sleep(delay)
             delay = min(delay * 2, 2.0)
         else:
             if said:
-                log.info("database %s reachable",
-                         engine.url.render_as_string(hide_password=True))
+                log.info("database %s reachable", where)
             return
 
 
